@@ -1,0 +1,1 @@
+"""Benchmarks run by ``nox -s bench``; the latest figures live in docs/benchmarks.md."""

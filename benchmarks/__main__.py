@@ -1,0 +1,1 @@
+"""``python -m benchmarks``: every benchmark; figures are kept in docs/benchmarks.md."""

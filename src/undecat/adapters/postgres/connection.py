@@ -1,0 +1,112 @@
+"""Connections and pools that work behind PgBouncer in transaction mode.
+
+No session state survives a transaction there, so: ``prepare_threshold=None`` (no
+server-side prepared statements), no ``SET`` outside a transaction, no session advisory
+locks, no ``LISTEN``. psycopg's errors are translated here into the undecat tree, with
+credentials removed from every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from undecat.errors import DatabaseUnavailableError, UndecatError
+from undecat.redact import Secret, redact_text, redact_url
+
+__all__ = ["Database", "translate_errors"]
+
+_CONNECT_TIMEOUT = 10
+
+
+def _connect_kwargs() -> dict[str, Any]:
+    return {"prepare_threshold": None, "row_factory": dict_row, "autocommit": False}
+
+
+@contextmanager
+def translate_errors(what: str, *, secrets: tuple[str, ...] = ()) -> Iterator[None]:
+    """Turn psycopg's exceptions raised inside the block into undecat errors."""
+    try:
+        yield
+    except UndecatError:
+        raise
+    except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
+        message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
+        raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc
+    except psycopg.Error as exc:
+        message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
+        raise UndecatError(f"{what}: database error: {message}") from exc
+
+
+def _password(url: str) -> tuple[str, ...]:
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return ()
+    password = info.get("password")
+    return (str(password),) if password else ()
+
+
+class Database:
+    """A small pool of connections to one PostgreSQL database.
+
+    The first connection is made eagerly, so that a wrong host or password is one clear
+    :class:`~undecat.errors.DatabaseUnavailableError` at start-up, not a pool time-out later.
+    """
+
+    def __init__(self, url: Secret, *, name: str = "staging", max_size: int = 4) -> None:
+        self.name = name
+        self._url = url
+        self._secrets = _password(url.reveal())
+        shown = redact_url(url.reveal())
+        with translate_errors(
+            f"connecting to the {name} database at {shown}", secrets=self._secrets
+        ):
+            probe = psycopg.connect(
+                url.reveal(), connect_timeout=_CONNECT_TIMEOUT, **_connect_kwargs()
+            )
+            probe.close()
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = (
+            psycopg_pool.ConnectionPool(
+                url.reveal(),
+                min_size=1,
+                max_size=max(1, max_size),
+                kwargs={**_connect_kwargs(), "connect_timeout": _CONNECT_TIMEOUT},
+                open=False,
+                name=f"undecat-{name}",
+                timeout=30,
+                # A connection that PgBouncer or the server dropped is replaced, not reused.
+                check=psycopg_pool.ConnectionPool.check_connection,
+            )
+        )
+        with translate_errors(f"opening the {name} pool at {shown}", secrets=self._secrets):
+            self._pool.open(wait=True, timeout=30)
+
+    def __repr__(self) -> str:
+        return f"Database(name={self.name!r}, url={redact_url(self._url.reveal())!r})"
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        """Yield a cursor inside one transaction (committed on success, rolled back on error)."""
+        with (
+            translate_errors(what, secrets=self._secrets),
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            yield cur
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,214 @@
+"""The composition root: the one place adapters are built and handed to jobs.
+
+``bootstrap(config, **overrides)`` returns a :class:`Jobs` whose :meth:`Jobs.job` builds the
+named job of a host. Adapters are built lazily, on the first job that needs them, inside
+this module's functions (never at import time, never as default arguments), so a collage
+run needs no Apify token and a test can pass any adapter in ``overrides``::
+
+    jobs = bootstrap(config, clock=FakeClock(), object_store=memory_store)
+    result = jobs.job("collage", "process_new").run()
+
+Each host's jobs are wired in a section of their own below.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from undecat.config import Config
+from undecat.domain.models import BRANDS
+from undecat.domain.stages import Stage
+from undecat.errors import ConfigError
+from undecat.jobs.runlog import Job
+from undecat.redact import Secret
+
+__all__ = ["HOST_JOBS", "Jobs", "bootstrap"]
+
+#: The job names of the source document, per host (runner script).
+HOST_JOBS: dict[str, tuple[str, ...]] = {
+    "apify": tuple(f"apify_{brand}" for brand in BRANDS),
+    "photo_downloader": ("download_pending", "retry_failed", "cleanup_temp"),
+    "collage": ("process_new", "retry_failed", "cleanup_temp"),
+    "ximilar_sync": ("ximilar_sync", "ximilar_retry"),
+    "scraper": ("availability_poll", "sync_to_production"),
+}
+
+_T = TypeVar("_T")
+
+
+class Resources:
+    """Adapters built on first use (or taken from the overrides), closed together."""
+
+    def __init__(self, config: Config, overrides: dict[str, Any]) -> None:
+        self.config = config
+        self._built: dict[str, Any] = dict(overrides)
+        self._closers: list[Callable[[], None]] = []
+
+    def get(
+        self, name: str, build: Callable[[], _T], close: Callable[[_T], None] | None = None
+    ) -> _T:
+        """Return the adapter ``name``, building it with ``build`` the first time."""
+        if name not in self._built:
+            value = build()
+            self._built[name] = value
+            if close is not None:
+                self._closers.append(lambda: close(value))
+        return self._built[name]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close every adapter built here (overrides belong to the caller)."""
+        while self._closers:
+            self._closers.pop()()
+
+    # Shared adapters ---------------------------------------------------------------------
+
+    def clock(self) -> Any:
+        """The clock."""
+        from undecat.adapters.clock import SystemClock  # noqa: PLC0415
+
+        return self.get("clock", SystemClock)
+
+    def owner(self) -> str:
+        """The lease-owner name of this worker: host, process and a random suffix."""
+        return self.get(
+            "owner", lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+
+    def staging_db(self) -> Any:
+        """The staging database pool (``STAGING_DB_URL``)."""
+        from undecat.adapters.postgres import Database  # noqa: PLC0415
+
+        url = _required(self.config.staging_db_url, "STAGING_DB_URL")
+        pool_size = max(2, self.config.concurrent_downloads + 1)
+        return self.get(
+            "staging_db", lambda: Database(url, name="staging", max_size=pool_size), Database.close
+        )
+
+    def recorder(self) -> Any:
+        """The ``scraper_logs`` writer."""
+        from undecat.adapters.postgres import PostgresRunRecorder  # noqa: PLC0415
+
+        return self.get(
+            "recorder", lambda: PostgresRunRecorder(self.staging_db(), secrets=self.secrets())
+        )
+
+    def queue(self, stage: Stage) -> Any:
+        """The leased work queue of ``stage``."""
+        from undecat.adapters.postgres import PostgresWorkQueue  # noqa: PLC0415
+
+        return self.get(
+            f"queue_{stage.value}",
+            lambda: PostgresWorkQueue(
+                self.staging_db(), stage, max_attempts=self.config.max_retries
+            ),
+        )
+
+    def lease(self) -> timedelta:
+        """How long a claim is held before another worker may take it over."""
+        return timedelta(seconds=self.config.lease_seconds)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value of the configuration, for scrubbing free text."""
+        from undecat.redact import secret_values  # noqa: PLC0415
+
+        return secret_values(self.config)
+
+
+def _required(value: Secret | None, variable: str) -> Secret:
+    if value is None:
+        raise ConfigError(f"{variable} is not set")
+    return value
+
+
+class Jobs:
+    """The jobs of every host, built on demand over shared :class:`Resources`."""
+
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
+        self._factories: dict[tuple[str, str], Callable[[], Job]] = {}
+        for wire in (
+            _wire_apify,
+            _wire_photo_downloader,
+            _wire_collage,
+            _wire_ximilar,
+            _wire_scraper,
+        ):
+            for (host, name), factory in wire(resources):
+                self._factories[host, name] = factory
+
+    def job(self, host: str, name: str) -> Job:
+        """Build the job ``name`` of ``host``; ConfigError for an unknown one."""
+        if host not in HOST_JOBS:
+            raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(HOST_JOBS)}")
+        if name not in HOST_JOBS[host]:
+            raise ConfigError(
+                f"unknown job {name!r} for {host}; expected one of {', '.join(HOST_JOBS[host])}"
+            )
+        factory = self._factories.get((host, name))
+        if factory is None:
+            raise ConfigError(f"job {name!r} of {host} is not available in this version")
+        return factory()
+
+    def close(self) -> None:
+        """Close the adapters built for these jobs."""
+        self.resources.close()
+
+    def __enter__(self) -> Jobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def bootstrap(config: Config, **overrides: Any) -> Jobs:
+    """Wire the jobs of every host over ``config``; ``overrides`` replace adapters by name."""
+    return Jobs(Resources(config, overrides))
+
+
+_Wiring = Iterator[tuple[tuple[str, str], Callable[[], Job]]]
+
+
+def _scraper_name(host: str, name: str) -> str:
+    # retry_failed and cleanup_temp exist on two hosts: their logs are host-qualified.
+    shared = sum(name in jobs for jobs in HOST_JOBS.values()) > 1
+    return f"{host}.{name}" if shared else name
+
+
+# --- apify host (collect) -------------------------------------------------------------------
+
+
+def _wire_apify(resources: Resources) -> _Wiring:
+    return iter(())
+
+
+# --- photo_downloader host ------------------------------------------------------------------
+
+
+def _wire_photo_downloader(resources: Resources) -> _Wiring:
+    return iter(())
+
+
+# --- collage host ---------------------------------------------------------------------------
+
+
+def _wire_collage(resources: Resources) -> _Wiring:
+    return iter(())
+
+
+# --- ximilar_sync host ----------------------------------------------------------------------
+
+
+def _wire_ximilar(resources: Resources) -> _Wiring:
+    return iter(())
+
+
+# --- scraper host ---------------------------------------------------------------------------
+
+
+def _wire_scraper(resources: Resources) -> _Wiring:
+    return iter(())

@@ -1,0 +1,146 @@
+"""The ``undecat`` command and the per-host runners.
+
+    undecat migrate --database staging|production [--url URL]
+    undecat run HOST JOB             (what runners/HOST.py JOB does)
+    undecat status                   (products by brand and status, latest runs)
+
+Exit codes: 0 the job did its work; 1 it failed (logged in ``scraper_logs``);
+2 bad configuration or usage (one line naming the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from undecat.config import Config
+from undecat.domain.status import RunStatus
+from undecat.errors import ConfigError, UndecatError
+from undecat.redact import Secret, redact_text
+
+__all__ = ["main", "run_host"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_log = logging.getLogger("undecat")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str, config: Config | None = None) -> None:
+    from undecat.redact import secret_values  # noqa: PLC0415
+
+    secrets = secret_values(config) if config is not None else ()
+    print(f"undecat: {redact_text(message, secrets)}", file=sys.stderr)  # noqa: T201
+
+
+def run_host(host: str, argv: Sequence[str]) -> int:
+    """Run one job of ``host`` (the runners' entry point); return the exit code."""
+    from undecat.bootstrap import HOST_JOBS, bootstrap  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(
+        prog=f"runners/{host}.py", description=f"Run a job of the {host} host."
+    )
+    parser.add_argument("job", choices=HOST_JOBS.get(host, ()))
+    args, extra = parser.parse_known_args(list(argv))
+    _setup_logging()
+    config: Config | None = None
+    try:
+        config = Config.from_env()
+        with bootstrap(config, argv=tuple(extra)) as jobs:
+            result = jobs.job(host, args.job).run()
+    except ConfigError as exc:
+        _fail(str(exc), config)
+        return EXIT_USAGE
+    except UndecatError as exc:
+        _fail(f"{host} {args.job}: {exc}", config)
+        return EXIT_FAILED
+    if result.status == RunStatus.FAILED:
+        _fail(f"{host} {args.job} failed: {result.error_message}", config)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from undecat.adapters.postgres import apply_migrations  # noqa: PLC0415
+
+    config = Config.from_env()
+    url = (
+        Secret(args.url)
+        if args.url
+        else (config.staging_db_url if args.database == "staging" else config.production_db_url)
+    )
+    if url is None:
+        variable = "STAGING_DB_URL" if args.database == "staging" else "PRODUCTION_DB_URL"
+        raise ConfigError(f"{variable} is not set (or pass --url)")
+    applied = apply_migrations(url, args.database)
+    print(  # noqa: T201
+        f"{args.database}: applied {len(applied)} migration(s)"
+        + (": " + ", ".join(applied) if applied else " (up to date)")
+    )
+    return EXIT_OK
+
+
+def _status(_: argparse.Namespace) -> int:
+    from undecat.adapters.postgres import Database, PostgresRunRecorder, PostgresStatusReport  # noqa: PLC0415
+
+    config = Config.from_env()
+    if config.staging_db_url is None:
+        raise ConfigError("STAGING_DB_URL is not set")
+    with Database(config.staging_db_url, max_size=1) as db:
+        counts = PostgresStatusReport(db).status_counts()
+        runs = PostgresRunRecorder(db).recent(limit=10)
+    print(f"{'brand':14} {'image':14} {'ximilar':9} {'sync':8} {'count':>8}")  # noqa: T201
+    for row in counts:
+        print(  # noqa: T201
+            f"{row.brand:14} {row.image_status:14} {row.ximilar_status:9}"
+            f" {row.sync_status:8} {row.count:8d}"
+        )
+    print("\nlatest runs:")  # noqa: T201
+    for run in runs:
+        print(  # noqa: T201
+            f"  {run.started_at:%Y-%m-%d %H:%M} {run.scraper_name:32} {run.status:8}"
+            f" fetched={run.records_fetched} new={run.records_new} errors={run.records_errors}"
+        )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_host(args.host, [args.job, *args.rest])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``undecat`` command."""
+    parser = argparse.ArgumentParser(prog="undecat", description="UNDE catalog pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser("migrate", help="apply pending schema migrations")
+    migrate.add_argument("--database", choices=("staging", "production"), default="staging")
+    migrate.add_argument("--url", help="database URL (default: STAGING_DB_URL / PRODUCTION_DB_URL)")
+    migrate.set_defaults(func=_migrate)
+    status = commands.add_parser("status", help="products by brand and status, latest runs")
+    status.set_defaults(func=_status)
+    run = commands.add_parser("run", help="run one job of a host")
+    run.add_argument("host")
+    run.add_argument("job")
+    run.add_argument("rest", nargs=argparse.REMAINDER)
+    run.set_defaults(func=_run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except UndecatError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Frozen models the stages pass around. No wire format lives here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from undecat.domain.status import ImageStatus, SyncStatus, XimilarStatus
+
+__all__ = [
+    "BRANDS",
+    "AvailabilityRecord",
+    "Claim",
+    "Product",
+    "ProductDraft",
+    "RunLog",
+    "RunResult",
+    "StatusCount",
+    "Store",
+    "UpsertResult",
+    "source_for",
+]
+
+#: The six Inditex brands, by slug. The Apify source of a brand is ``apify_{slug}``.
+BRANDS: tuple[str, ...] = (
+    "zara",
+    "bershka",
+    "pullandbear",
+    "stradivarius",
+    "massimodutti",
+    "oysho",
+)
+
+
+def source_for(brand: str) -> str:
+    """Return the ``raw_products.source`` value of a brand's Apify collection."""
+    return f"apify_{brand}"
+
+
+@attrs.frozen
+class ProductDraft:
+    """A product as the catalog source describes it, before it is stored."""
+
+    source: str
+    external_id: str
+    brand: str
+    name: str
+    description: str | None
+    price: Decimal | None
+    currency: str
+    category: str | None
+    colour: str | None
+    sizes: tuple[str, ...]
+    composition: str | None
+    original_image_urls: tuple[str, ...]
+    raw_data: dict[str, Any] = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
+class UpsertResult:
+    """What an upsert of a batch of drafts changed."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    photos_changed: int = 0
+
+    def __add__(self, other: UpsertResult) -> UpsertResult:
+        return UpsertResult(
+            new=self.new + other.new,
+            updated=self.updated + other.updated,
+            unchanged=self.unchanged + other.unchanged,
+            photos_changed=self.photos_changed + other.photos_changed,
+        )
+
+
+@attrs.frozen
+class Product:
+    """A stored ``raw_products`` row, as the stages read it."""
+
+    id: int
+    source: str
+    external_id: str
+    brand: str
+    name: str | None
+    category: str | None
+    price: Decimal | None
+    original_image_urls: tuple[str, ...]
+    image_urls: tuple[str, ...]
+    collage_url: str | None
+    image_status: ImageStatus
+    ximilar_status: XimilarStatus
+    sync_status: SyncStatus
+    index_scope: str
+    ximilar_synced_urls: tuple[str, ...]
+    ximilar_target_count: int
+    error_message: str | None = None
+    delisted_at: datetime | None = None
+
+
+@attrs.frozen
+class Claim:
+    """A product leased to one worker for one stage.
+
+    Only the holder of ``owner`` may complete or fail it; ``attempt`` counts from 1.
+    """
+
+    stage: str
+    owner: str
+    attempt: int
+    lease_until: datetime
+    product: Product
+
+
+@attrs.frozen
+class Store:
+    """A physical store of a brand (``raw_stores``)."""
+
+    brand: str
+    store_id: int
+    name: str | None = None
+    address: str | None = None
+    city: str = "Dubai"
+    country: str = "AE"
+    mall_name: str | None = None
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
+
+
+@attrs.frozen
+class AvailabilityRecord:
+    """Which sizes of one product one store has in stock, as fetched at ``fetched_at``."""
+
+    brand: str
+    store_id: int
+    product_id: str
+    sizes_in_stock: tuple[str, ...]
+    fetched_at: datetime
+
+    @property
+    def day(self) -> date:
+        """The UTC day the record belongs to (one row per store, product and day)."""
+        return self.fetched_at.date()
+
+
+@attrs.frozen
+class RunResult:
+    """The outcome of one job run, written to ``scraper_logs``."""
+
+    status: str  # 'success' | 'failed' | 'partial' ... see domain.status.RunStatus
+    records_fetched: int = 0
+    records_new: int = 0
+    records_updated: int = 0
+    records_errors: int = 0
+    error_message: str | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    run_id: str | None = None
+
+
+@attrs.frozen
+class RunLog:
+    """A stored ``scraper_logs`` row."""
+
+    id: int
+    scraper_name: str
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    duration_seconds: int | None
+    records_fetched: int
+    records_new: int
+    records_updated: int
+    records_errors: int
+    error_message: str | None
+    metadata: dict[str, Any] | None
+    run_id: str | None
+
+
+@attrs.frozen
+class StatusCount:
+    """How many products of a brand stand in one combination of statuses."""
+
+    brand: str
+    image_status: str
+    ximilar_status: str
+    sync_status: str
+    count: int

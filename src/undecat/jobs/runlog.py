@@ -1,0 +1,68 @@
+"""Every run is logged: open a ``scraper_logs`` row, run, close it with the outcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+
+from undecat.domain.models import RunResult
+from undecat.domain.status import RunStatus
+from undecat.errors import UndecatError
+from undecat.ports import RunRecorder
+
+__all__ = ["Job", "logged"]
+
+_log = logging.getLogger("undecat.jobs")
+
+
+@attrs.frozen
+class Job:
+    """A named, runnable job of one host, logged in ``scraper_logs`` under ``scraper_name``."""
+
+    scraper_name: str
+    work: Callable[[], RunResult] = attrs.field(repr=False)
+    recorder: RunRecorder = attrs.field(repr=False)
+
+    def run(self) -> RunResult:
+        """Run the job once and return its (logged) result."""
+        return logged(self.recorder, self.scraper_name, self.work)
+
+
+def logged(recorder: RunRecorder, scraper_name: str, work: Callable[[], RunResult]) -> RunResult:
+    """Run ``work`` inside an open ``scraper_logs`` row and close the row with its result.
+
+    An :class:`~undecat.errors.UndecatError` escaping ``work`` is the run failing: it is
+    logged as ``failed`` with its message and returned as the result, never raised. Any other
+    exception is logged as ``failed`` too, then re-raised (it is a bug).
+    """
+    run = recorder.start(scraper_name)
+    _log.info("%s: started (run log %s)", scraper_name, run.id)
+    try:
+        result = work()
+    except UndecatError as exc:
+        result = RunResult(status=RunStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
+        recorder.finish(run, result)
+        _log.error("%s: failed: %s", scraper_name, result.error_message)  # message is enough
+        return result
+    except BaseException as exc:
+        recorder.finish(
+            run,
+            RunResult(
+                status=RunStatus.FAILED,
+                error_message=f"internal error: {type(exc).__name__}: {exc}",
+            ),
+        )
+        raise
+    recorder.finish(run, result)
+    _log.info(
+        "%s: %s (fetched %d, new %d, updated %d, errors %d)",
+        scraper_name,
+        result.status,
+        result.records_fetched,
+        result.records_new,
+        result.records_updated,
+        result.records_errors,
+    )
+    return result

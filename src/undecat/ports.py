@@ -1,0 +1,243 @@
+"""The ports: what the jobs need from the outside world, as ``typing.Protocol`` classes.
+
+Adapters (``undecat.adapters``) and test fakes satisfy these structurally; none inherits.
+Every method raises only :class:`~undecat.errors.UndecatError` subclasses: an
+:class:`~undecat.errors.OutageError` when the dependency is down, a
+:class:`~undecat.errors.ProductError` when one product's data is at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from undecat.domain.models import (
+    AvailabilityRecord,
+    Claim,
+    Product,
+    ProductDraft,
+    RunLog,
+    RunResult,
+    StatusCount,
+    Store,
+    UpsertResult,
+)
+from undecat.domain.stages import Outcome, Stage
+
+__all__ = [
+    "AvailabilitySource",
+    "CatalogRun",
+    "CatalogSource",
+    "CatalogStore",
+    "Clock",
+    "FetchedPhoto",
+    "ObjectStore",
+    "PhotoFetcher",
+    "ProductionCatalog",
+    "RunRecorder",
+    "RunningLog",
+    "StatusReport",
+    "VisualIndex",
+    "WorkQueue",
+]
+
+
+class Clock(Protocol):
+    """Wall time, a monotonic timer and sleeping; tests inject one that records sleeps."""
+
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware (UTC)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Return seconds from an arbitrary origin that never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        ...
+
+
+class CatalogStore(Protocol):
+    """Where collected catalog items land (``raw_products``), for the collect stage."""
+
+    def upsert_products(self, drafts: Sequence[ProductDraft], scraped_at: datetime) -> UpsertResult:
+        """Insert or refresh products on ``(source, external_id)``, change-aware.
+
+        Changed photo URLs send the row back to ``image_status='pending'`` and reset every
+        downstream state; changed metadata only sends ``sync_status`` back to ``pending``;
+        an unchanged item moves no status. ``scraped_at`` is stamped on every row given.
+        """
+        ...
+
+    def count_active(self, source: str) -> int:
+        """Return how many products of ``source`` are not delisted."""
+        ...
+
+    def delist_missing(self, source: str, seen_since: datetime) -> int:
+        """Mark delisted the active products of ``source`` not scraped since ``seen_since``."""
+        ...
+
+
+class WorkQueue(Protocol):
+    """Leased work of one stage over ``raw_products`` (``FOR UPDATE SKIP LOCKED`` + lease)."""
+
+    stage: Stage
+
+    def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
+        """Lease up to ``limit`` eligible products to ``owner`` for ``lease``."""
+        ...
+
+    def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
+        """Push the lease of claims still held out to now + ``lease``; return how many."""
+        ...
+
+    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+        """Write the stage's result; False (and nothing written) if the lease was lost."""
+        ...
+
+    def fail(self, claim: Claim, message: str) -> bool:
+        """Mark the product ``error`` for this stage with a readable message."""
+        ...
+
+    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
+        """Give the product back to try again after ``delay`` (``error`` once attempts run out)."""
+        ...
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        """Give products back untouched (an outage: the attempt does not count)."""
+        ...
+
+    def requeue_failed(self) -> int:
+        """Send this stage's ``error`` rows with attempts left back to the queue."""
+        ...
+
+
+class StatusReport(Protocol):
+    """Counts of products by brand and status."""
+
+    def status_counts(self) -> list[StatusCount]:
+        """Return one row per (brand, image_status, ximilar_status, sync_status)."""
+        ...
+
+
+class RunningLog(Protocol):
+    """An open ``scraper_logs`` row."""
+
+    id: int
+    started_at: datetime
+
+
+class RunRecorder(Protocol):
+    """Writes ``scraper_logs``: one row per job run."""
+
+    def start(self, scraper_name: str, metadata: dict[str, Any] | None = None) -> RunningLog:
+        """Open a run row with status ``running``."""
+        ...
+
+    def finish(self, run: RunningLog, result: RunResult) -> None:
+        """Close the run row with its counts, duration, error and metadata."""
+        ...
+
+    def recent(self, scraper_name: str | None = None, limit: int = 20) -> list[RunLog]:
+        """Return the latest runs, newest first."""
+        ...
+
+
+class CatalogRun(Protocol):
+    """One collection run of a brand's catalog: its items, then how it ended."""
+
+    run_id: str | None
+
+    def items(self) -> Iterator[Any]:
+        """Yield the raw items (JSON-decoded) page by page, never all at once."""
+        ...
+
+    def status(self) -> str:
+        """Return the final status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
+        ...
+
+
+class CatalogSource(Protocol):
+    """Starts a brand's catalog collection (an Apify task, or a dataset file)."""
+
+    def start(self, brand: str) -> CatalogRun:
+        """Run the brand's collection and return the run, finished or given up on."""
+        ...
+
+
+class FetchedPhoto(Protocol):
+    """A photo's bytes as fetched, before validation."""
+
+    url: str
+    content: bytes
+    content_type: str | None
+
+
+class PhotoFetcher(Protocol):
+    """Fetches product photos from the brands' CDNs (through the proxy)."""
+
+    def fetch(self, url: str, *, deadline: float) -> FetchedPhoto:
+        """Fetch ``url`` before monotonic time ``deadline``; ProductError or OutageError."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """An S3-compatible bucket (or its filesystem stand-in)."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` at ``key`` and return its public URL."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the object at ``key``; ProductError when it does not exist."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Return whether an object is stored at ``key``."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix``; return how many."""
+        ...
+
+    def public_url(self, key: str) -> str:
+        """Return the public URL of ``key`` (whether or not it exists)."""
+        ...
+
+    def key_for_url(self, url: str) -> str:
+        """Return the key of one of this store's public URLs; ProductError otherwise."""
+        ...
+
+
+class VisualIndex(Protocol):
+    """A Ximilar collection (or the dry-run recorder standing in for it)."""
+
+    def insert(self, records: Sequence[dict[str, Any]]) -> set[str]:
+        """Insert records; return the ``_id`` values the index confirmed."""
+        ...
+
+    def delete(self, record_ids: Sequence[str]) -> set[str]:
+        """Delete records by ``_id``; return the ids that are now gone."""
+        ...
+
+    def existing(self, record_ids: Sequence[str]) -> set[str]:
+        """Return which of ``record_ids`` the index holds."""
+        ...
+
+
+class AvailabilitySource(Protocol):
+    """Which sizes of which products a brand's stores have in stock."""
+
+    def fetch(self, store: Store, references: Sequence[str]) -> list[AvailabilityRecord]:
+        """Return the in-stock sizes of ``references`` in ``store``."""
+        ...
+
+
+class ProductionCatalog(Protocol):
+    """The production database's catalog tables."""
+
+    def upsert(self, products: Sequence[Product]) -> int:
+        """Write verified products into production; return how many rows changed."""
+        ...
