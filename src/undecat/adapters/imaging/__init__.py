@@ -1,0 +1,1 @@
+"""Pillow adapters: photo validation and collage building."""
