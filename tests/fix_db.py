@@ -10,6 +10,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -32,9 +33,12 @@ class PgServer:
         self.user = str(info.get("user") or "postgres")
         self.password = str(info.get("password") or "")
 
-    def dsn_for(self, dbname: str, **overrides: str) -> str:
-        """A DSN for ``dbname`` on this server (optionally another user/password)."""
-        return conninfo.make_conninfo(self.admin_dsn, dbname=dbname, **overrides)
+    def dsn_for(self, dbname: str, *, user: str | None = None, password: str | None = None) -> str:
+        """A URL for ``dbname`` on this server (optionally as another user/password)."""
+        user = quote(user or self.user, safe="")
+        password = quote(self.password if password is None else password, safe="")
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}"
 
     def create_database(self, prefix: str) -> str:
         """Create an empty database and return its name."""

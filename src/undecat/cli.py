@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from undecat.config import Config
 from undecat.domain.status import RunStatus
@@ -80,7 +81,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if url is None:
         variable = "STAGING_DB_URL" if args.database == "staging" else "PRODUCTION_DB_URL"
         raise ConfigError(f"{variable} is not set (or pass --url)")
-    applied = apply_migrations(url, args.database)
+    applied = apply_migrations(url, args.database, Path(args.sql_dir) if args.sql_dir else None)
     print(  # noqa: T201
         f"{args.database}: applied {len(applied)} migration(s)"
         + (": " + ", ".join(applied) if applied else " (up to date)")
@@ -123,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate = commands.add_parser("migrate", help="apply pending schema migrations")
     migrate.add_argument("--database", choices=("staging", "production"), default="staging")
     migrate.add_argument("--url", help="database URL (default: STAGING_DB_URL / PRODUCTION_DB_URL)")
+    migrate.add_argument(
+        "--sql-dir", help="folder holding staging/ and production/ (default: ours)"
+    )
     migrate.set_defaults(func=_migrate)
     status = commands.add_parser("status", help="products by brand and status, latest runs")
     status.set_defaults(func=_status)

@@ -34,6 +34,9 @@ class Secret:
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password (and query-string token) replaced by ``***``."""
+    if "://" not in url:
+        # A key=value connection string: mask its password=... pair.
+        return _CONNINFO_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -47,6 +50,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_CONNINFO_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 _URL_CREDENTIALS = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@\s/]*@", re.I
 )
@@ -59,6 +63,7 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     secret, e.g. the proxy password) is replaced wherever it appears.
     """
     text = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+    text = _CONNINFO_PASSWORD.sub(r"\1***", text)
     for secret in secrets:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")

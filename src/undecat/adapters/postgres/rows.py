@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import cattrs
@@ -38,6 +40,9 @@ _converter.register_structure_hook_func(
     lambda t: t == tuple[str, ...],
     lambda value, _: () if value is None else tuple(str(v) for v in value),
 )
+# psycopg already hands back these types; take them as they are.
+for _native in (Decimal, datetime):
+    _converter.register_structure_hook(_native, lambda value, _: value)
 # The schema gives defaults but not NOT NULL: a NULL status or scope reads as its default.
 _DEFAULTS = {
     "image_status": "pending",
