@@ -99,6 +99,8 @@ class Product:
     ximilar_target_count: int
     error_message: str | None = None
     delisted_at: datetime | None = None
+    # The _id of every record the Ximilar collection holds for this product.
+    ximilar_record_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen

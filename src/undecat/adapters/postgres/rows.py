@@ -32,6 +32,7 @@ PRODUCT_COLUMNS = (
     "ximilar_target_count",
     "error_message",
     "delisted_at",
+    "ximilar_record_ids",
 )
 
 _converter = cattrs.Converter()
