@@ -66,11 +66,11 @@ def seed_rows(dsn: str, count: int, *, brand: str = "zara", start: int = 0, **co
         **columns,
     }
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(query, params)  # type: ignore[arg-type]  # test-built SQL text
+        conn.execute(query, params)
 
 
 def column_values(dsn: str, column: str) -> dict[int, Any]:
     """Return ``{id: value}`` of one column of raw_products."""
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(f"SELECT id, {column} FROM raw_products ORDER BY id").fetchall()  # type: ignore[arg-type]
+        rows = conn.execute(f"SELECT id, {column} FROM raw_products ORDER BY id").fetchall()
     return {row[0]: row[1] for row in rows}

@@ -17,6 +17,7 @@ from undecat.errors import UndecatError
 
 __all__ = [
     "IMAGE_TRANSITIONS",
+    "RETRY_OF",
     "SYNC_TRANSITIONS",
     "XIMILAR_TRANSITIONS",
     "IllegalTransitionError",
@@ -164,8 +165,29 @@ def _step(
         ) from None
 
 
-def next_image_status(state: ImageStatus, event: ImageEvent) -> ImageStatus:
-    """Return the image status ``event`` leads to from ``state``, or raise."""
+#: ``error`` is one stored state for two failures; a retry undoes only its own stage's.
+RETRY_OF: Mapping[ImageEvent, ImageEvent] = {
+    ImageEvent.RETRY_DOWNLOAD: ImageEvent.DOWNLOAD_FAILED,
+    ImageEvent.RETRY_COLLAGE: ImageEvent.COLLAGE_FAILED,
+}
+
+
+def next_image_status(
+    state: ImageStatus, event: ImageEvent, *, last_failure: ImageEvent | None = None
+) -> ImageStatus:
+    """Return the image status ``event`` leads to from ``state``, or raise.
+
+    A retry event needs ``last_failure``, the event that put the row in ``error``: the
+    downloader's retry cannot revive a collage failure, nor the other way round. (The
+    database tells them apart by the stage's attempt count, which only that stage's failure
+    leaves non-zero.)
+    """
+    required = RETRY_OF.get(event)
+    if required is not None and last_failure is not required:
+        raise IllegalTransitionError(
+            f"image_status: {event.value!r} undoes {required.value!r}, "
+            f"but the last failure was {last_failure.value if last_failure else None!r}"
+        )
     return _step(IMAGE_TRANSITIONS, "image_status", state, event)
 
 

@@ -77,14 +77,18 @@ def _specs() -> dict[Stage, _StageSpec]:
             eligible=_eligible("image_status = 'pending' AND delisted_at IS NULL"),
             error_value=next_image_status(i.PENDING, ImageEvent.DOWNLOAD_FAILED),
             failed_value=i.ERROR,
-            requeue_value=next_image_status(i.ERROR, ImageEvent.RETRY_DOWNLOAD),
+            requeue_value=next_image_status(
+                i.ERROR, ImageEvent.RETRY_DOWNLOAD, last_failure=ImageEvent.DOWNLOAD_FAILED
+            ),
         ),
         Stage.COLLAGE: _StageSpec(
             status_column="image_status",
             eligible=_eligible("image_status = 'uploaded' AND delisted_at IS NULL"),
             error_value=next_image_status(i.UPLOADED, ImageEvent.COLLAGE_FAILED),
             failed_value=i.ERROR,
-            requeue_value=next_image_status(i.ERROR, ImageEvent.RETRY_COLLAGE),
+            requeue_value=next_image_status(
+                i.ERROR, ImageEvent.RETRY_COLLAGE, last_failure=ImageEvent.COLLAGE_FAILED
+            ),
         ),
         Stage.XIMILAR: _StageSpec(
             status_column="ximilar_status",
