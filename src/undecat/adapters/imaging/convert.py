@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
-__all__ = ["WHITE", "flatten_to_rgb"]
+__all__ = ["WHITE", "flatten_to_rgb", "upright_size"]
 
 WHITE = (255, 255, 255)
 
 
-def flatten_to_rgb(image: Image.Image) -> Image.Image:
+# EXIF orientations that need a transposition (1, absent or out of range need none), and
+# those among them that turn the image by a quarter (width and height swap).
+_TRANSPOSED_ORIENTATIONS = frozenset(range(2, 9))
+_QUARTER_TURNS = frozenset(range(5, 9))
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """Return the ``(width, height)`` :func:`flatten_to_rgb` will give, from the header only."""
+    width, height = image.size
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in _QUARTER_TURNS:
+        return height, width
+    return width, height
+
+
+def flatten_to_rgb(image: Image.Image, *, reuse: bool = False) -> Image.Image:
     """Return ``image`` upright (EXIF orientation applied) as RGB, transparency on white.
 
     CMYK (including Adobe's inverted CMYK JPEGs, which Pillow un-inverts on decode),
     palette, greyscale and 16-bit modes are converted; alpha and palette transparency are
     composited over white rather than dropped (dropping alpha turns transparent pixels black).
+
+    The result is a new image, unless ``reuse`` is true: then an image that is already
+    upright RGB is returned as it is rather than copied (for callers that own ``image`` and
+    drop it afterwards, such as the collage builder, where the copy would cost a full raster).
     """
-    upright = ImageOps.exif_transpose(image)
-    if upright is None:  # pragma: no cover  # only with in_place=True
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    if reuse and orientation not in _TRANSPOSED_ORIENTATIONS:
         upright = image
+    else:
+        upright = ImageOps.exif_transpose(image)
     has_alpha = upright.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         upright.mode == "P" and "transparency" in upright.info
     )

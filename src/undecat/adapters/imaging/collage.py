@@ -1,0 +1,170 @@
+"""The collage builder on Pillow: photo bytes in, one JPEG out.
+
+The layout (sizes, offsets, limits) is the domain's :func:`~undecat.domain.collage.plan_collage`;
+this module only decodes, scales, pastes and encodes:
+
+1. every photo's header is read (size and EXIF orientation, no pixels decoded), so a
+   collage that cannot exist is refused before a single raster is allocated;
+2. the white canvas of the final size is allocated once;
+3. photo by photo, in order: decode, make upright RGB on white, scale up with LANCZOS when
+   it is not already at the collage height, paste, free; so memory stays near one output
+   raster plus one source, never all sources at once;
+4. the canvas is encoded as a baseline JPEG at the configured quality with 4:4:4 chroma
+   (``subsampling=0``), without EXIF or ICC data, so the same photos always give the same
+   bytes.
+
+``Image.draft`` and ``Image.reduce`` are not used: both only help when shrinking, and a
+collage never shrinks a photo. Only APIs that pillow-simd shares with Pillow are used, so
+pillow-simd (a drop-in replacement installed in Pillow's place) is picked up transparently.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Sequence
+
+import attrs
+from PIL import Image, UnidentifiedImageError
+
+from undecat.adapters.imaging.convert import WHITE, flatten_to_rgb, upright_size
+from undecat.domain.collage import (
+    DEFAULT_MAX_PIXELS,
+    CollageLayout,
+    CollagePhotoError,
+    CollageTooLargeError,
+    Tile,
+    plan_collage,
+)
+
+__all__ = ["ACCEPTED_FORMATS", "PillowCollageBuilder"]
+
+#: The image formats a photo may be in. Deliberately short: Pillow's other plugins include
+#: EPS, which runs Ghostscript on whatever bytes it is given. "JPEG" also opens MPO files
+#: (JPEGs carrying extra frames, as some cameras write them); the first frame is used.
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")
+
+# What Pillow raises for bytes that are not a decodable image (truncated, corrupt, a bomb).
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
+)
+
+
+@attrs.frozen
+class PillowCollageBuilder:
+    """Builds a product's collage from its photos' bytes, in order (a pure function of them).
+
+    Raises :class:`~undecat.domain.collage.CollagePhotoError` for a photo that cannot be
+    decoded and :class:`~undecat.domain.collage.CollageTooLargeError` for a collage beyond
+    the JPEG format or ``max_pixels``; both are :class:`~undecat.errors.ProductError`.
+    """
+
+    quality: int = attrs.field(default=95, validator=attrs.validators.in_(range(1, 101)))
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __call__(self, photos: Sequence[bytes]) -> bytes:
+        """Return the collage of ``photos`` as JPEG bytes."""
+        return self.build(photos)
+
+    def build(self, photos: Sequence[bytes]) -> bytes:
+        """Return the collage of ``photos`` as JPEG bytes."""
+        sizes = [_upright_size(data, index, len(photos)) for index, data in enumerate(photos)]
+        layout = plan_collage(sizes, max_pixels=self.max_pixels)
+        canvas = _canvas(layout)
+        try:
+            for index, (data, tile) in enumerate(zip(photos, layout.tiles, strict=True)):
+                _paste(canvas, data, tile, layout.height, index=index, count=len(photos))
+            return _encode(canvas, self.quality)
+        finally:
+            canvas.close()
+
+
+def _what(index: int, count: int) -> str:
+    return f"photo {index + 1} of {count}"
+
+
+def _open(data: bytes, index: int, count: int) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError as exc:
+        # Pillow's message names the in-memory file object (an address): say what we know.
+        raise CollagePhotoError(
+            f"{_what(index, count)} is not an image in an accepted format"
+            f" ({', '.join(ACCEPTED_FORMATS)}; {len(data)} bytes)",
+            index=index,
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise CollagePhotoError(
+            f"{_what(index, count)} is not a readable image ({len(data)} bytes): {exc}",
+            index=index,
+        ) from exc
+
+
+def _upright_size(data: bytes, index: int, count: int) -> tuple[int, int]:
+    with _open(data, index, count) as image:
+        try:
+            return upright_size(image)
+        except _DECODE_ERRORS as exc:  # a malformed EXIF block
+            raise CollagePhotoError(
+                f"{_what(index, count)} has unreadable metadata: {exc}", index=index
+            ) from exc
+
+
+def _canvas(layout: CollageLayout) -> Image.Image:
+    try:
+        return Image.new("RGB", (layout.width, layout.height), WHITE)
+    except MemoryError as exc:
+        raise CollageTooLargeError(
+            f"no memory for a {layout.width} x {layout.height} collage"
+        ) from exc
+
+
+def _paste(
+    canvas: Image.Image, data: bytes, tile: Tile, height: int, *, index: int, count: int
+) -> None:
+    """Decode one photo, scale it to the collage height if needed, paste it, free it."""
+    with _open(data, index, count) as source:
+        try:
+            source.load()
+            upright = flatten_to_rgb(source, reuse=True)
+        except _DECODE_ERRORS as exc:
+            raise CollagePhotoError(
+                f"{_what(index, count)} cannot be decoded: {exc}", index=index
+            ) from exc
+        try:
+            if upright.size != (tile.source_width, tile.source_height):
+                # The header promised another size than the pixels have: refuse rather than
+                # paste a tile that would leave a gap or overlap its neighbour.
+                raise CollagePhotoError(
+                    f"{_what(index, count)} decoded to {upright.size[0]} x {upright.size[1]},"
+                    f" not the {tile.source_width} x {tile.source_height} of its header",
+                    index=index,
+                )
+            if tile.resampled:
+                scaled = upright.resize((tile.width, height), Image.Resampling.LANCZOS)
+                try:
+                    canvas.paste(scaled, (tile.x, 0))
+                finally:
+                    scaled.close()
+            else:
+                canvas.paste(upright, (tile.x, 0))
+        finally:
+            if upright is not source:
+                upright.close()
+
+
+def _encode(canvas: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        canvas.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    except (OSError, ValueError) as exc:
+        raise CollageTooLargeError(
+            f"the {canvas.size[0]} x {canvas.size[1]} collage cannot be encoded: {exc}"
+        ) from exc
+    return buffer.getvalue()

@@ -1,0 +1,227 @@
+"""The collage stage (collage host): one try-on collage per ``uploaded`` product.
+
+``process_new`` claims ``uploaded`` products (the ``collage`` lease), reads each one's
+originals from the object store by the keys of its ``image_urls``, builds the collage, uploads
+it to ``collages/{brand}/{external_id}.jpg`` and completes the claim with the collage's public
+URL (``collage_ready``). ``retry_failed`` re-queues the stage's ``error`` rows that have
+attempts left; ``cleanup_temp`` clears scratch files left in ``DATA_DIR/tmp``.
+
+Failure handling follows the rule of every stage: a photo that is missing, not an image or
+too large fails *that* product (``error`` with the reason); an object store or database
+outage stops the batch, hands the remaining claims back untouched and logs the run failed.
+
+Crash safety comes from two facts rather than from a transaction: the builder is a pure
+function of the photos (the same originals give byte-identical JPEG bytes), and the key
+depends only on the product. A worker that dies between the upload and the status update
+leaves the row leased but not ``collage_ready``; when the lease lapses another run rebuilds
+the same bytes and overwrites the same key, so there is never a second collage, nor a
+product marked ready without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+
+from undecat.domain.collage import CollagePhotoError
+from undecat.domain.keys import collage_key
+from undecat.domain.models import Claim, Product, RunResult
+from undecat.domain.stages import CollageStored
+from undecat.domain.status import RunStatus
+from undecat.errors import OutageError, ProductError
+from undecat.ports import Clock, ObjectStore, WorkQueue
+from undecat.redact import redact_url
+
+__all__ = ["COLLAGE_CONTENT_TYPE", "BuildCollage", "CollageStage", "cleanup_temp"]
+
+_log = logging.getLogger("undecat.jobs.collage")
+
+#: The content type collages are stored with.
+COLLAGE_CONTENT_TYPE = "image/jpeg"
+
+BuildCollage = Callable[[Sequence[bytes]], bytes]
+"""Photos' bytes in catalog order -> collage JPEG bytes; ProductError for unusable photos."""
+
+
+@attrs.define
+class _Tally:
+    claimed: int = 0
+    built: int = 0
+    failed: int = 0
+    lease_lost: int = 0
+
+
+@attrs.frozen
+class CollageStage:
+    """The jobs of the collage host over the work queue, the object store and a builder."""
+
+    queue: WorkQueue
+    store: ObjectStore
+    build: BuildCollage = attrs.field(repr=False)
+    clock: Clock = attrs.field(repr=False)
+    owner: str
+    batch_size: int = 100
+    lease: timedelta = timedelta(hours=1)
+
+    def process_new(self) -> RunResult:
+        """Build and store the collage of every claimable ``uploaded`` product."""
+        tally = _Tally()
+        started = self.clock.monotonic()
+        while claims := self.queue.claim(self.owner, self.batch_size, self.lease):
+            tally.claimed += len(claims)
+            outage = self._work_through(claims, tally)
+            if outage is not None:
+                return self._result(tally, started, outage)
+        return self._result(tally, started, None)
+
+    def retry_failed(self) -> RunResult:
+        """Send the stage's ``error`` products with attempts left back to ``uploaded``."""
+        requeued = self.queue.requeue_failed()
+        _log.info("collage: %d failed product(s) requeued", requeued)
+        return RunResult(
+            status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
+        )
+
+    def _work_through(self, claims: Sequence[Claim], tally: _Tally) -> OutageError | None:
+        """Process one batch; on an outage release what is left and return the error."""
+        renewed = self.clock.monotonic()
+        for position, claim in enumerate(claims):
+            try:
+                # A long batch must not outlive its leases: another worker would take the
+                # rest over and do the same work twice.
+                if self.clock.monotonic() - renewed > self.lease.total_seconds() / 2:
+                    self.queue.extend(claims[position:], self.lease)
+                    renewed = self.clock.monotonic()
+                self._one(claim, tally)
+            except OutageError as exc:
+                self._release(claims[position:])
+                return exc
+        return None
+
+    def _one(self, claim: Claim, tally: _Tally) -> None:
+        product = claim.product
+        try:
+            collage = self.build(self._originals(product))
+        except ProductError as exc:
+            message = _reason(product, exc)
+            _log.warning("collage of %s failed: %s", _name(product), message)
+            self.queue.fail(claim, message)
+            tally.failed += 1
+            return
+        url = self.store.put(
+            collage_key(product.brand, product.external_id), collage, COLLAGE_CONTENT_TYPE
+        )
+        if self.queue.complete(claim, CollageStored(collage_url=url)):
+            tally.built += 1
+        else:
+            # Another worker took the row over after our lease lapsed. It writes the same
+            # bytes to the same key, so the object we just stored is not a stray.
+            _log.warning("collage of %s: lease lost before completion", _name(product))
+            tally.lease_lost += 1
+
+    def _originals(self, product: Product) -> list[bytes]:
+        photos = []
+        for index, url in enumerate(product.image_urls):
+            try:
+                photos.append(self.store.get(self.store.key_for_url(url)))
+            except ProductError as exc:
+                raise CollagePhotoError(str(exc), index=index) from exc
+        return photos
+
+    def _release(self, claims: Sequence[Claim]) -> None:
+        try:
+            released = self.queue.release(claims)
+        except OutageError as exc:
+            # The database is gone too: the leases lapse on their own.
+            _log.error("collage: could not release %d claim(s): %s", len(claims), exc)
+            return
+        _log.info("collage: released %d claim(s) after an outage", released)
+
+    def _result(self, tally: _Tally, started: float, outage: OutageError | None) -> RunResult:
+        metadata = {
+            "claimed": tally.claimed,
+            "built": tally.built,
+            "failed": tally.failed,
+            "lease_lost": tally.lease_lost,
+            "seconds": round(self.clock.monotonic() - started, 3),
+        }
+        if outage is not None:
+            status = RunStatus.FAILED
+        elif tally.failed:
+            status = RunStatus.PARTIAL
+        else:
+            status = RunStatus.SUCCESS
+        return RunResult(
+            status=status,
+            records_fetched=tally.claimed,
+            records_updated=tally.built,
+            records_errors=tally.failed,
+            error_message=None if outage is None else f"{type(outage).__name__}: {outage}",
+            metadata=metadata,
+        )
+
+
+def _name(product: Product) -> str:
+    return f"{product.brand}/{product.external_id}"
+
+
+def _reason(product: Product, exc: ProductError) -> str:
+    """The readable ``error_message`` of a failed collage, naming the photo when known."""
+    if isinstance(exc, CollagePhotoError) and 0 <= exc.index < len(product.image_urls):
+        url = redact_url(product.image_urls[exc.index])
+        return f"collage: photo {exc.index + 1} of {len(product.image_urls)} ({url}): {exc}"
+    return f"collage: {exc}"
+
+
+def cleanup_temp(
+    data_dir: Path, clock: Clock, *, max_age: timedelta = timedelta(days=1)
+) -> RunResult:
+    """Delete scratch files (and emptied folders) older than ``max_age`` under ``data_dir/tmp``.
+
+    Only ``tmp`` is touched: ``DATA_DIR`` also holds the filesystem object store, which is
+    data, not leftovers. Symbolic links are removed as links, never followed.
+    """
+    scratch = data_dir / "tmp"
+    cutoff = (clock.now() - max_age).timestamp()
+    removed = kept = failed = 0
+    # Ages are read before anything is deleted: removing a file touches its folder's mtime,
+    # which would otherwise make every emptied folder look fresh.
+    entries = [(path, path.lstat()) for path in scratch.rglob("*")] if scratch.is_dir() else []
+    # Deepest first, so a folder is looked at after everything in it.
+    entries.sort(key=lambda entry: len(entry[0].parts), reverse=True)
+    for path, status in entries:
+        try:
+            if status.st_mtime >= cutoff:
+                kept += 1
+            elif stat.S_ISDIR(status.st_mode):
+                if any(path.iterdir()):
+                    kept += 1
+                else:
+                    path.rmdir()
+                    removed += 1
+            else:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another cleanup got there first
+            continue
+        except OSError as exc:
+            _log.warning("collage cleanup_temp: cannot remove %s: %s", path, exc)
+            failed += 1
+    _log.info(
+        "collage cleanup_temp: removed %d, kept %d, failed %d under %s",
+        removed,
+        kept,
+        failed,
+        scratch,
+    )
+    return RunResult(
+        status=RunStatus.PARTIAL if failed else RunStatus.SUCCESS,
+        records_updated=removed,
+        records_errors=failed,
+        metadata={"removed": removed, "kept": kept, "failed": failed, "folder": str(scratch)},
+    )
