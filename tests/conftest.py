@@ -6,7 +6,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.fix_db", "tests.fix_pgbouncer"]
+pytest_plugins = ["tests.fix_db", "tests.fix_pgbouncer", "tests.fix_s3"]
 
 # "ci" is fast and derandomized; "dev" explores more. Choose with HYPOTHESIS_PROFILE.
 settings.register_profile(

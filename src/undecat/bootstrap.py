@@ -89,6 +89,14 @@ class Resources:
             "staging_db", lambda: Database(url, name="staging", max_size=pool_size), Database.close
         )
 
+    def object_store(self) -> Any:
+        """The catalog bucket (``S3_ENDPOINT``): S3 for http(s), a folder for file:// or unset."""
+        from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
+
+        return self.get(
+            "object_store", lambda: open_object_store(self.config), lambda store: store.close()
+        )
+
     def recorder(self) -> Any:
         """The ``scraper_logs`` writer."""
         from undecat.adapters.postgres import PostgresRunRecorder  # noqa: PLC0415

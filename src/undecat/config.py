@@ -74,6 +74,8 @@ class Config:
     s3_secret_key: Secret | None = None
     s3_bucket: str = "unde-images"
     s3_public_base_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_user_media_bucket: str = "unde-user-media"
 
     # Apify.
     apify_token: Secret | None = None
@@ -145,6 +147,8 @@ class Config:
             s3_secret_key=env.secret("S3_SECRET_KEY"),
             s3_bucket=env.text("S3_BUCKET") or "unde-images",
             s3_public_base_url=env.plain_url("S3_PUBLIC_BASE_URL", ("http", "https", "file")),
+            s3_region=env.text("S3_REGION") or "us-east-1",
+            s3_user_media_bucket=env.text("S3_USER_MEDIA_BUCKET") or "unde-user-media",
             apify_token=env.secret("APIFY_TOKEN"),
             apify_api_url=env.plain_url("APIFY_API_URL", ("http", "https"))
             or "https://api.apify.com",

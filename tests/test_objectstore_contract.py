@@ -1,0 +1,85 @@
+"""One contract suite, run against both ObjectStore adapters: real SeaweedFS S3 and a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fix_s3 import S3Bucket
+from undecat.adapters.objectstore import FileObjectStore, S3ObjectStore, S3Settings
+from undecat.domain.keys import collage_key, original_key, originals_prefix
+from undecat.errors import ProductError
+from undecat.ports import ObjectStore
+from undecat.redact import Secret
+
+JPEG = b"\xff\xd8\xff\xe0" + b"photo-bytes" * 100
+
+
+def s3_store(bucket: S3Bucket, base: str | None = None) -> S3ObjectStore:
+    """An S3ObjectStore on a test bucket."""
+    settings = S3Settings(bucket.endpoint, Secret(bucket.access_key), Secret(bucket.secret_key))
+    return S3ObjectStore(
+        settings, bucket.bucket, public_base_url=base or f"{bucket.endpoint}/{bucket.bucket}"
+    )
+
+
+@pytest.fixture(params=["s3", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """Each adapter in turn, on an empty bucket."""
+    if request.param == "s3":
+        built: S3ObjectStore | FileObjectStore = s3_store(request.getfixturevalue("s3_bucket"))
+    else:
+        built = FileObjectStore(tmp_path / "objects")
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_put_get_round_trip(store: ObjectStore) -> None:
+    """Bytes put at a key come back unchanged from get, and the key then exists."""
+    key = original_key("zara", "495689099", 1)
+    assert not store.exists(key)
+    url = store.put(key, JPEG, "image/jpeg")
+    assert store.get(key) == JPEG
+    assert store.exists(key)
+    assert url == store.public_url(key)
+    assert store.key_for_url(url) == key
+
+
+def test_put_replaces(store: ObjectStore) -> None:
+    """A second put at the same key replaces the object."""
+    key = collage_key("zara", "1")
+    store.put(key, b"old", "image/jpeg")
+    store.put(key, b"new", "image/jpeg")
+    assert store.get(key) == b"new"
+
+
+def test_missing_object_is_product_error(store: ObjectStore) -> None:
+    """Getting a key that holds nothing fails that product, not the batch."""
+    with pytest.raises(ProductError):
+        store.get(original_key("zara", "missing", 1))
+
+
+def test_delete_prefix_counts_and_spares_neighbours(store: ObjectStore) -> None:
+    """delete_prefix removes one product's originals only, never the product whose id extends it."""
+    for n in (1, 2, 3):
+        store.put(original_key("zara", "12", n), JPEG, "image/jpeg")
+    store.put(original_key("zara", "123", 1), JPEG, "image/jpeg")
+    assert store.delete_prefix(originals_prefix("zara", "12")) == 3
+    assert not store.exists(original_key("zara", "12", 1))
+    assert store.exists(original_key("zara", "123", 1))
+    assert store.delete_prefix("originals/zara/12") == 0
+    assert store.delete_prefix("originals/zara/123") == 1
+
+
+def test_unsafe_external_ids_stay_inside_their_folder(store: ObjectStore) -> None:
+    """Ids with slashes, dots and control characters are stored under one escaped segment each."""
+    ids = ["../../etc/passwd", "a/b", "..", "", "x\x00y", "é~%2F", " "]
+    for i, external_id in enumerate(ids):
+        store.put(original_key("zara", external_id, 1), bytes([i]), "image/jpeg")
+    for i, external_id in enumerate(ids):
+        assert store.get(original_key("zara", external_id, 1)) == bytes([i])
+    assert store.delete_prefix("originals/zara/") == len(ids)
