@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import attrs
@@ -29,6 +29,7 @@ from undecat.domain.status import XimilarEvent, XimilarStatus, next_ximilar_stat
 
 __all__ = [
     "MAX_RECORDS_PER_REQUEST",
+    "Confirmed",
     "PhotoSlot",
     "SyncPlan",
     "XimilarRecord",
@@ -95,6 +96,23 @@ class XimilarRecord:
     record_id: str
     url: str
     metadata: tuple[tuple[str, str], ...]
+
+    def fields(self) -> dict[str, str]:
+        """Return the record as Ximilar's flat field mapping: ``_id``, ``_url``, metadata."""
+        return {"_id": self.record_id, "_url": self.url, **dict(self.metadata)}
+
+
+class Confirmed(set[str]):
+    """The record ids an index confirmed, and why each other id of the call was not.
+
+    A plain ``set`` to the :class:`~undecat.ports.VisualIndex` port; ``reasons`` maps an
+    id the index explicitly refused (a bad photo URL, a rejected record) to a readable
+    reason. An id in neither was simply not confirmed.
+    """
+
+    def __init__(self, ids: Iterable[str] = (), reasons: Mapping[str, str] | None = None) -> None:
+        super().__init__(ids)
+        self.reasons: dict[str, str] = dict(reasons or {})
 
 
 def record_metadata(product: Product) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,273 @@
+"""The Ximilar stage: ``ximilar_sync`` and ``ximilar_retry`` of the ximilar_sync host.
+
+One run claims pilot products batch by batch and, per batch, across products:
+
+1. deletes stale records (photos that changed after a re-collect; every record of a
+   delisted product), ten ids per request;
+2. for products claimed before without finishing (``attempt > 1``: a crash or an outage
+   between the HTTP call and the database update), asks the collection which of their
+   records it already holds, so those are never inserted -- and paid for -- twice;
+3. inserts the remaining records, ten per request, filled across products;
+4. writes each product's confirmed records and status (``partial`` / ``synced``), or marks
+   it ``error`` with the reason Ximilar gave for a refused record.
+
+An outage stops the run: products whose records were already sent keep their attempt
+count (their lease is handed back at once, counted) so the next run checks them first;
+the others are released untouched. In a dry run nothing is completed: every claim is
+released at the end, so statuses stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+import attrs
+
+from undecat.domain.models import Claim, RunResult
+from undecat.domain.status import RunStatus, XimilarStatus
+from undecat.domain.ximilar import (
+    MAX_RECORDS_PER_REQUEST,
+    Confirmed,
+    SyncPlan,
+    XimilarRecord,
+    chunked,
+    plan_sync,
+    settle,
+)
+from undecat.errors import OutageError
+from undecat.ports import VisualIndex, WorkQueue
+
+__all__ = ["SyncTally", "ximilar_retry", "ximilar_sync"]
+
+_log = logging.getLogger("undecat.jobs.ximilar")
+
+_PILOT = "pilot"
+
+
+@attrs.define
+class SyncTally:
+    """Counts of one run, reported in ``scraper_logs``."""
+
+    claimed: int = 0
+    completed: int = 0
+    synced: int = 0
+    partial: int = 0
+    removed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    inserted: int = 0
+    adopted: int = 0  # found already in the collection after an unfinished attempt
+    deleted: int = 0
+    insert_requests: int = 0
+    delete_requests: int = 0
+    get_requests: int = 0
+
+    def metadata(self, *, dry_run: bool) -> dict[str, object]:
+        """The run's metadata: what was done and what it cost."""
+        return {
+            "dry_run": dry_run,
+            "products_synced": self.synced,
+            "products_partial": self.partial,
+            "products_removed": self.removed,
+            "products_skipped": self.skipped,
+            "records_inserted": self.inserted,
+            "records_adopted": self.adopted,
+            "records_deleted": self.deleted,
+            "requests": {
+                "insert": self.insert_requests,
+                "delete": self.delete_requests,
+                "get": self.get_requests,
+            },
+            "credits": self.inserted,
+        }
+
+
+def ximilar_sync(
+    queue: WorkQueue,
+    index: VisualIndex,
+    *,
+    owner: str,
+    lease: timedelta,
+    batch_size: int,
+    dry_run: bool = False,
+) -> RunResult:
+    """Bring every eligible product's records in the collection to its target; see module."""
+    tally = SyncTally()
+    held: list[Claim] = []  # dry run: claims kept until the end, then released
+    seen: set[int] = set()
+    try:
+        while claims := queue.claim(owner, batch_size, lease):
+            again = [c for c in claims if c.product.id in seen]
+            fresh = [c for c in claims if c.product.id not in seen]
+            if again:  # partial products completed earlier in this run: next run
+                queue.release(again)
+            if not fresh:
+                break
+            seen.update(c.product.id for c in fresh)
+            tally.claimed += len(fresh)
+            _Batch(queue, index, fresh, tally, dry_run=dry_run).run()
+            if dry_run:
+                held.extend(fresh)
+    finally:
+        queue.release(held)
+    status = RunStatus.PARTIAL if tally.failed else RunStatus.SUCCESS
+    return RunResult(
+        status=status,
+        records_fetched=tally.claimed,
+        records_new=tally.inserted,
+        records_updated=tally.completed,
+        records_errors=tally.failed,
+        metadata=tally.metadata(dry_run=dry_run),
+    )
+
+
+def ximilar_retry(
+    queue: WorkQueue,
+    index: VisualIndex,
+    *,
+    owner: str,
+    lease: timedelta,
+    batch_size: int,
+    dry_run: bool = False,
+) -> RunResult:
+    """Send ``error`` products with attempts left back to the queue, then sync."""
+    requeued = 0 if dry_run else queue.requeue_failed()
+    result = ximilar_sync(
+        queue, index, owner=owner, lease=lease, batch_size=batch_size, dry_run=dry_run
+    )
+    return attrs.evolve(result, metadata={**result.metadata, "requeued": requeued})
+
+
+class _Batch:
+    """One claimed batch, worked across products."""
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        index: VisualIndex,
+        claims: Sequence[Claim],
+        tally: SyncTally,
+        *,
+        dry_run: bool,
+    ) -> None:
+        self._queue = queue
+        self._index = index
+        self._tally = tally
+        self._dry_run = dry_run
+        self._claims: list[Claim] = []
+        self._plans: dict[int, SyncPlan] = {}
+        for claim in claims:
+            plan = plan_sync(claim.product)
+            if not plan.removal and claim.product.index_scope != _PILOT:
+                # Never sent: only pilot products belong in the collection.
+                _log.warning("ximilar: %s is not a pilot product", claim.product.external_id)
+                queue.release([claim])
+                tally.skipped += 1
+                continue
+            self._claims.append(claim)
+            self._plans[claim.product.id] = plan
+        self._deleted: set[str] = set()
+        self._inserted: set[str] = set()
+        self._reasons: dict[str, str] = {}
+        self._sent: set[int] = set()  # products with an insert request already sent
+
+    def run(self) -> None:
+        """Delete, check, insert, then write every product's outcome."""
+        try:
+            self._delete_stale()
+            self._adopt_unfinished()
+            self._insert()
+        except OutageError:
+            self._give_back()
+            raise
+        for claim in self._claims:
+            self._finish(claim)
+
+    def _delete_stale(self) -> None:
+        stale = [rid for c in self._claims for rid in self._plans[c.product.id].stale_ids]
+        for chunk in chunked(stale, MAX_RECORDS_PER_REQUEST):
+            self._tally.delete_requests += 1
+            gone = self._index.delete(list(chunk))
+            self._deleted |= gone
+            self._note_reasons(gone)
+
+    def _adopt_unfinished(self) -> None:
+        ids = [
+            record.record_id
+            for claim in self._claims
+            if claim.attempt > 1
+            for record in self._plans[claim.product.id].to_insert
+        ]
+        for chunk in chunked(ids, MAX_RECORDS_PER_REQUEST):
+            self._tally.get_requests += 1
+            held = self._index.existing(list(chunk))
+            self._inserted |= held
+            self._tally.adopted += len(held)
+
+    def _insert(self) -> None:
+        pending = [
+            (claim.product.id, record)
+            for claim in self._claims
+            for record in self._plans[claim.product.id].to_insert
+            if record.record_id not in self._inserted
+        ]
+        for chunk in chunked(pending, MAX_RECORDS_PER_REQUEST):
+            self._sent.update(product_id for product_id, _ in chunk)
+            self._tally.insert_requests += 1
+            confirmed = self._index.insert([record.fields() for _, record in chunk])
+            self._inserted |= confirmed
+            self._tally.inserted += len(confirmed)
+            self._note_reasons(confirmed)
+
+    def _note_reasons(self, reply: set[str]) -> None:
+        if isinstance(reply, Confirmed):
+            self._reasons.update(reply.reasons)
+
+    def _finish(self, claim: Claim) -> None:
+        plan = self._plans[claim.product.id]
+        problems = [
+            f"photo {n + 1} ({record.url}) was refused: {self._reasons[record.record_id]}"
+            for n, record in _numbered(plan)
+            if record.record_id not in self._inserted and record.record_id in self._reasons
+        ] + [
+            f"stale record {rid} could not be deleted: {self._reasons[rid]}"
+            for rid in plan.stale_ids
+            if rid not in self._deleted and rid in self._reasons
+        ]
+        if self._dry_run:
+            return
+        if problems:
+            self._queue.fail(claim, "ximilar: " + "; ".join(problems))
+            self._tally.failed += 1
+            return
+        progress = settle(plan, inserted=self._inserted, deleted=self._deleted)
+        self._tally.deleted += sum(1 for rid in plan.stale_ids if rid in self._deleted)
+        if not self._queue.complete(claim, progress):
+            _log.warning(
+                "ximilar: lost the lease of %s; its result is not written", plan.external_id
+            )
+            return
+        self._tally.completed += 1
+        if plan.removal:
+            self._tally.removed += 1
+        elif progress.status == XimilarStatus.SYNCED:
+            self._tally.synced += 1
+        else:
+            self._tally.partial += 1
+
+    def _give_back(self) -> None:
+        """Outage: hand every claim back; those with records in flight keep their attempt."""
+        in_flight = [c for c in self._claims if c.product.id in self._sent]
+        untouched = [c for c in self._claims if c.product.id not in self._sent]
+        if in_flight:
+            # A lease that ends now, with the attempt counted: the next run sees
+            # attempt > 1 and asks the collection before inserting again.
+            self._queue.extend(in_flight, timedelta(0))
+        self._queue.release(untouched)
+
+
+def _numbered(plan: SyncPlan) -> list[tuple[int, XimilarRecord]]:
+    positions = {slot.record_id: slot.index for slot in plan.current}
+    return [(positions.get(r.record_id, 0), r) for r in plan.to_insert]
