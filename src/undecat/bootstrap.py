@@ -212,7 +212,79 @@ def _wire_collage(resources: Resources) -> _Wiring:
 
 
 def _wire_ximilar(resources: Resources) -> _Wiring:
-    return iter(())
+    from undecat.jobs.ximilar import ximilar_retry, ximilar_sync  # noqa: PLC0415
+
+    config = resources.config
+
+    def queue() -> Any:
+        from undecat.adapters.postgres import PostgresWorkQueue  # noqa: PLC0415
+
+        # No spacing after requeue_failed: ximilar_retry requeues and syncs in one run.
+        return resources.get(
+            "queue_ximilar",
+            lambda: PostgresWorkQueue(
+                resources.staging_db(),
+                Stage.XIMILAR,
+                max_attempts=config.max_retries,
+                retry_spacing=timedelta(0),
+            ),
+        )
+
+    def index() -> Any:
+        """The collection client, or the dry-run recorder while no token is configured."""
+        from undecat.adapters.ximilar import (  # noqa: PLC0415
+            DRY_RUN_FILE,
+            DryRunIndex,
+            RateLimiter,
+            XimilarClient,
+        )
+
+        endpoint = f"{config.ximilar_api_url}/{config.ximilar_api_prefix}"
+        if config.ximilar_api_token is None:
+            return resources.get(
+                "visual_index",
+                lambda: DryRunIndex(
+                    config.data_dir / DRY_RUN_FILE, resources.clock(), endpoint=endpoint
+                ),
+            )
+        token = config.ximilar_api_token
+        collection = _required(config.ximilar_collection_id, "XIMILAR_COLLECTION_ID")
+        limiter = resources.get(
+            "ximilar_limiter", lambda: RateLimiter(config.ximilar_rate_limit, resources.clock())
+        )
+        return resources.get(
+            "visual_index",
+            lambda: XimilarClient(
+                config.ximilar_api_url,
+                config.ximilar_api_prefix,
+                token,
+                collection,
+                limiter=limiter,
+                clock=resources.clock(),
+            ),
+            XimilarClient.close,
+        )
+
+    def make(name: str, work: Callable[..., Any]) -> Callable[[], Job]:
+        def factory() -> Job:
+            visual_index = index()
+            return Job(
+                scraper_name=_scraper_name("ximilar_sync", name),
+                work=lambda: work(
+                    queue(),
+                    visual_index,
+                    owner=resources.owner(),
+                    lease=resources.lease(),
+                    batch_size=config.batch_size,
+                    dry_run=bool(getattr(visual_index, "dry_run", False)),
+                ),
+                recorder=resources.recorder(),
+            )
+
+        return factory
+
+    yield ("ximilar_sync", "ximilar_sync"), make("ximilar_sync", ximilar_sync)
+    yield ("ximilar_sync", "ximilar_retry"), make("ximilar_retry", ximilar_retry)
 
 
 # --- scraper host ---------------------------------------------------------------------------
