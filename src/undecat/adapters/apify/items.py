@@ -1,0 +1,258 @@
+"""The Apify JSON boundary: dataset items (datasaurus/zara format) -> :class:`ProductDraft`.
+
+One cattrs converter reads the wire shape into small frozen classes, strictly: a field of
+the wrong JSON type (``colorsSizesImagesJSON`` that is not a list, a name that is a number)
+rejects that item with the path of the offending field, rather than being coerced. The pure
+rules of :mod:`undecat.domain.rules` then turn the wire values into stored values.
+
+The six Inditex brands share this format (until shown otherwise), so every brand gets the
+same mapper; :func:`mapper_for` is the one place a brand-specific mapper would be plugged in.
+
+Decisions (where the source document is silent):
+
+* ``sizes`` is the item's comma string (``"XS, S, M, L"``), the brand's full size range,
+  stored as a JSON list; the per-colour ``sizes`` lists carry stock (which the hourly
+  availability poll tracks), so they are only used when the item has no ``sizes`` string.
+* ``composition`` is ``detailedComposition`` rendered as readable text
+  (``"OUTER SHELL: 100% polyester; LINING: 100% polyester"``).
+* ``colour`` is the item's ``colors`` (or the colour names joined), cut to the column's 100
+  characters; the whole item is kept in ``raw_data``.
+* An item without one usable photo URL is rejected: no later stage can do anything with it.
+* An item bigger than ``max_item_bytes`` (as JSON, default 1 MiB) is rejected.
+* NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
+  them), so one such item never breaks its batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from undecat.domain import rules
+from undecat.domain.models import BRANDS, ProductDraft, source_for
+from undecat.errors import ConfigError, InvalidItemError
+
+__all__ = [
+    "DEFAULT_MAX_ITEM_BYTES",
+    "InditexItemMapper",
+    "ItemMapper",
+    "UnreadableItem",
+    "mapper_for",
+]
+
+#: Items larger than this (as JSON, UTF-8) are rejected; a normal item is a few kilobytes.
+DEFAULT_MAX_ITEM_BYTES = 1024 * 1024
+
+#: Maps one raw item to a draft, or raises :class:`~undecat.errors.InvalidItemError`.
+ItemMapper = Callable[[Any], ProductDraft]
+
+
+@attrs.frozen
+class UnreadableItem:
+    """Stands in for a dataset entry that could not even be decoded (a bad JSON line)."""
+
+    reason: str
+
+
+@attrs.frozen
+class _WireSize:
+    name: str | None = None
+
+
+@attrs.frozen
+class _WireColour:
+    name: str | None = None
+    xmedia: list[Any] = attrs.Factory(list)
+    sizes: list[_WireSize] = attrs.Factory(list)
+
+
+@attrs.frozen
+class _WireItem:
+    id: Any = None
+    name: str | None = None
+    description: str | None = None
+    price: Any = None
+    category: str | None = None
+    colors: str | None = None
+    sizes: Any = None
+    detailed_composition: Any = None
+    colours: list[_WireColour] | None = None
+
+
+def _strict_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _is_list_type(kind: Any) -> bool:
+    return get_origin(kind) is list
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+    converter.register_structure_hook(str, _strict_str)
+
+    def strict_list(value: object, kind: type) -> list[Any]:
+        # cattrs would iterate a string or a dict into a list; the wire must hold a list.
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        (element,) = get_args(kind)
+        if element is Any:
+            return list(value)
+        return [converter.structure(v, element) for v in value]
+
+    converter.register_structure_hook_func(_is_list_type, strict_list)
+    converter.register_structure_hook(
+        _WireItem,
+        make_dict_structure_fn(
+            _WireItem,
+            converter,
+            detailed_composition=override(rename="detailedComposition"),
+            colours=override(rename="colorsSizesImagesJSON"),
+        ),
+    )
+    return converter
+
+
+_converter = _make_converter()
+
+
+#: attrs field -> the item's own JSON key, for readable error paths.
+_WIRE_KEYS = {
+    "$.colours": "$.colorsSizesImagesJSON",
+    "$.detailed_composition": "$.detailedComposition",
+}
+
+
+def _wire_names(message: str) -> str:
+    """Say ``expected list | None @ $.colorsSizesImagesJSON``, in the item's own terms."""
+    message = message.replace(f"{__name__}._Wire", "")
+    for field, key in _WIRE_KEYS.items():
+        message = message.replace(field, key)
+    return message
+
+
+def _composition(value: Any) -> str | None:
+    """Render ``detailedComposition`` as text; an unknown shape is kept as compact JSON."""
+    if value is None or value in ({}, []):
+        return None
+    if isinstance(value, str):
+        return rules.clean_text(value).strip() or None
+    parts = value.get("parts") if isinstance(value, dict) else None
+    if not isinstance(parts, list):
+        return rules.clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    rendered: list[str] = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        label = part.get("description")
+        pieces = [_components(part.get("components"))]
+        for area in part.get("areas") or ():
+            if isinstance(area, dict) and (text := _components(area.get("components"))):
+                name = area.get("description")
+                pieces.append(f"{name} {text}" if isinstance(name, str) and name else text)
+        body = ", ".join(p for p in pieces if p)
+        if body:
+            rendered.append(f"{label}: {body}" if isinstance(label, str) and label else body)
+    return rules.clean_text("; ".join(rendered)) or None
+
+
+def _components(value: Any) -> str:
+    if not isinstance(value, list):
+        return ""
+    out = []
+    for component in value:
+        if isinstance(component, dict):
+            words = [component.get("percentage"), component.get("material")]
+            text = " ".join(str(w).strip() for w in words if isinstance(w, str | int) and w != "")
+            if text:
+                out.append(text)
+    return ", ".join(out)
+
+
+def _raw_data(item: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Return the item as storable JSON, or reject it when it is over the size cap."""
+    text = json.dumps(item, ensure_ascii=False)
+    try:
+        size = len(text.encode("utf-8"))
+        dirty = "\\u0000" in text  # json escapes NUL even with ensure_ascii=False
+    except UnicodeEncodeError:  # a lone surrogate somewhere
+        size, dirty = len(text) * 4, True
+    if size > max_bytes:
+        raise InvalidItemError(f"item is {size:,} bytes as JSON, over the {max_bytes:,}-byte cap")
+    return rules.clean_json(item) if dirty else item
+
+
+@attrs.frozen
+class InditexItemMapper:
+    """Maps items of the datasaurus/zara format (shared by the Inditex brands) of ``brand``."""
+
+    brand: str
+    max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES
+
+    def __call__(self, item: Any) -> ProductDraft:
+        """Return the draft of one raw item, or raise InvalidItemError with the reason."""
+        if isinstance(item, UnreadableItem):
+            raise InvalidItemError(item.reason)
+        if not isinstance(item, dict):
+            raise InvalidItemError(f"item is {type(item).__name__}, not a JSON object")
+        raw = _raw_data(item, self.max_item_bytes)
+        external_id = rules.external_id(raw.get("id"))
+        try:
+            wire = _converter.structure(raw, _WireItem)
+        except cattrs.BaseValidationError as exc:
+            reasons = "; ".join(_wire_names(m) for m in cattrs.transform_error(exc))
+            raise InvalidItemError(f"malformed item: {reasons}", product=external_id) from exc
+        try:
+            return self._draft(wire, external_id, raw)
+        except InvalidItemError as exc:
+            raise InvalidItemError(str(exc), product=external_id) from exc
+
+    def _draft(self, wire: _WireItem, external_id: str, raw: dict[str, Any]) -> ProductDraft:
+        name = (wire.name or "").strip()
+        if not name:
+            raise InvalidItemError("item has no name")
+        colours = wire.colours or []
+        photos = rules.photo_urls(colour.xmedia for colour in colours)
+        if not photos:
+            raise InvalidItemError("item has no usable photo URL (absolute http/https)")
+        sizes = rules.size_list(wire.sizes)
+        if not sizes:
+            sizes = rules.size_list([s.name for c in colours for s in c.sizes if s.name])
+        colour = wire.colors
+        if colour is None and colours:
+            colour = ", ".join(c.name for c in colours if c.name)
+        return ProductDraft(
+            source=source_for(self.brand),
+            external_id=external_id,
+            brand=self.brand,
+            name=name,
+            description=_optional_text(wire.description),
+            price=rules.price_aed(wire.price),
+            currency="AED",
+            category=_optional_text(wire.category),
+            colour=rules.short_text(colour),
+            sizes=sizes,
+            composition=_composition(wire.detailed_composition),
+            original_image_urls=photos,
+            raw_data=raw,
+        )
+
+
+def _optional_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def mapper_for(brand: str, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> ItemMapper:
+    """Return the item mapper of ``brand`` (all six Inditex brands share one format)."""
+    if brand not in BRANDS:
+        raise ConfigError(f"unknown brand {brand!r}; expected one of {', '.join(BRANDS)}")
+    return InditexItemMapper(brand, max_item_bytes=max_item_bytes)

@@ -1,0 +1,185 @@
+"""The Apify catalog source: run a brand's *task*, wait a bounded time, page its dataset.
+
+Built on the real ``apify-client`` 3.x. Its ``call()`` returns a typed ``Run``; a run that
+ended FAILED, TIMED-OUT or ABORTED does not raise, so the status is checked here and handed
+to the job, which still stores whatever items the run produced.
+
+When our wait (``APIFY_WAIT_SECONDS``) runs out first, the run comes back RUNNING. We then
+**abort it**: nobody will read the items it would add later, it keeps costing compute units,
+and left alone it would overlap next week's scheduled run of the same task. The items it
+stored so far are read and kept; the run is reported as RUNNING (what we saw when we gave
+up), so the job logs it failed and delists nothing.
+
+The dataset is read page by page (``iterate_items``, 1000 items a request), so memory holds
+one page, never the dataset. Library errors are translated here: a refused token (401/403)
+is a :class:`~undecat.errors.RemoteServiceError` with a message that names ``APIFY_TOKEN``
+but never the token; an unknown task (404) is a :class:`~undecat.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import impit
+import pydantic
+from apify_client import ApifyClient
+from apify_client.errors import (
+    ApifyApiError,
+    ApifyClientError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
+
+from undecat.errors import ConfigError, RemoteServiceError, UndecatError
+from undecat.redact import Secret, redact_text, redact_url
+
+__all__ = ["FINISHED", "ApifyCatalogSource", "ApifyRun", "task_variable"]
+
+_log = logging.getLogger("undecat.apify")
+
+#: The statuses after which a run changes no more.
+FINISHED = frozenset({"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"})
+
+
+def task_variable(brand: str) -> str:
+    """Return the environment variable that holds ``brand``'s Apify task id."""
+    return f"APIFY_TASK_{brand.upper()}"
+
+
+class ApifyRun:
+    """One run of a brand's Apify task: its dataset items, then its status."""
+
+    def __init__(
+        self, source: ApifyCatalogSource, run_id: str, dataset_id: str, status: str
+    ) -> None:
+        self.run_id: str | None = run_id
+        self.dataset_id = dataset_id
+        self._source = source
+        self._status = status
+
+    def __repr__(self) -> str:
+        return f"ApifyRun(run_id={self.run_id!r}, status={self._status!r})"
+
+    def items(self) -> Iterator[Any]:
+        """Yield the dataset's items, fetched one page at a time."""
+        what = f"reading dataset {self.dataset_id} of Apify run {self.run_id}"
+        pages = self._source.client.dataset(self.dataset_id).iterate_items(
+            chunk_size=self._source.page_size
+        )
+        with self._source.translated(what):
+            yield from pages
+
+    def status(self) -> str:
+        """Return the run's status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
+        return self._status
+
+
+class ApifyCatalogSource:
+    """The :class:`~undecat.ports.CatalogSource` on Apify tasks (one per brand)."""
+
+    def __init__(
+        self,
+        token: Secret,
+        *,
+        tasks: Mapping[str, str],
+        api_url: str = "https://api.apify.com",
+        wait: timedelta = timedelta(hours=3),
+        max_retries: int = 4,
+        min_delay_between_retries: timedelta = timedelta(milliseconds=500),
+        page_size: int = 1000,
+    ) -> None:
+        self._token = token
+        self._tasks = dict(tasks)
+        self._api_url = api_url
+        self._wait = wait
+        self.page_size = page_size
+        self.client = ApifyClient(
+            token.reveal(),
+            api_url=api_url,
+            max_retries=max_retries,
+            min_delay_between_retries=min_delay_between_retries,
+        )
+
+    def __repr__(self) -> str:
+        return f"ApifyCatalogSource(api_url={redact_url(self._api_url)!r}, tasks={self._tasks!r})"
+
+    def task_id(self, brand: str) -> str:
+        """Return ``brand``'s task id; ConfigError naming the variable when there is none."""
+        task = self._tasks.get(brand)
+        if not task:
+            raise ConfigError(
+                f"no Apify task for {brand}: set {task_variable(brand)} to the task id"
+                " (or run with --from-file PATH)"
+            )
+        return task
+
+    def start(self, brand: str) -> ApifyRun:
+        """Run ``brand``'s task, waiting at most the configured time; abort it if it runs on."""
+        task = self.task_id(brand)
+        with self.translated(f"running Apify task {task} of {brand}", brand=brand):
+            run = self.client.task(task).call(wait_duration=self._wait)
+        if run is None:
+            raise RemoteServiceError(f"Apify lost track of the run of task {task} of {brand}")
+        status = str(run.status)
+        if status not in FINISHED:
+            _log.warning(
+                "apify run %s of %s still %s after %s: aborting it and keeping its items so far",
+                run.id,
+                brand,
+                status,
+                self._wait,
+            )
+            self._abort(run.id)
+            status = "RUNNING"
+        return ApifyRun(self, run.id, run.default_dataset_id, status)
+
+    def _abort(self, run_id: str) -> None:
+        try:
+            with self.translated(f"aborting Apify run {run_id}"):
+                self.client.run(run_id).abort()
+        except UndecatError as exc:
+            # The run is already given up on; failing to abort it must not hide its items.
+            _log.warning("could not abort apify run %s: %s", run_id, exc)
+
+    @contextmanager
+    def translated(self, what: str, *, brand: str | None = None) -> Iterator[None]:
+        """Turn apify-client, Impit and validation errors inside the block into undecat errors."""
+        secrets = (self._token.reveal(),)
+        try:
+            yield
+        except UnauthorizedError as exc:
+            raise RemoteServiceError(
+                f"{what}: Apify refused the token (401 Unauthorized): check APIFY_TOKEN"
+            ) from exc
+        except ForbiddenError as exc:
+            raise RemoteServiceError(
+                f"{what}: the Apify token may not do this (403 Forbidden):"
+                f" {redact_text(str(exc.message), secrets)}"
+            ) from exc
+        except NotFoundError as exc:
+            hint = f": check {task_variable(brand)}" if brand else ""
+            raise ConfigError(f"{what}: Apify does not know it (404 Not Found){hint}") from exc
+        except ApifyApiError as exc:
+            message = redact_text(str(exc.message), secrets)
+            raise RemoteServiceError(
+                f"{what}: Apify answered {exc.status_code} after {exc.attempt} attempt(s):"
+                f" {message}"
+            ) from exc
+        except (impit.HTTPError, impit.InvalidURL) as exc:
+            message = redact_text(str(exc), secrets)
+            raise RemoteServiceError(
+                f"{what}: cannot reach Apify at {redact_url(self._api_url)}: {message}"
+            ) from exc
+        except (ApifyClientError, pydantic.ValidationError, KeyError, ValueError) as exc:
+            # A body that is not JSON, a run object that does not validate, or a page
+            # without its x-apify-pagination-* headers: the API is not speaking its protocol.
+            message = redact_text(str(exc).splitlines()[0] if str(exc) else "", secrets)
+            raise RemoteServiceError(
+                f"{what}: Apify sent an answer the client cannot read"
+                f" ({type(exc).__name__}: {message})"
+            ) from exc

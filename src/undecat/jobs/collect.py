@@ -1,0 +1,199 @@
+"""Collect: one brand's catalog from its source (an Apify task or an export) into staging.
+
+``apify_<brand>`` starts the run, streams its items, maps each one, and upserts them in
+batches stamped with the job's start time. Then, and only after a *complete, successful*
+run that returned at least half of the brand's active products, the products the run did
+not list are delisted (their ``scraped_at`` is older than the stamp). Any other run delists
+nothing and says why in the run's metadata.
+
+A bad item is rejected alone (with its reason, in ``records_errors``); the same id twice in
+one run keeps the first and counts the repeat as an error. A batch the database refuses for
+one row's sake is split until the offending item is found and rejected, so one surprise
+never costs the other 999. A run that ended FAILED / TIMED-OUT / ABORTED, or that we gave up
+waiting for (RUNNING), keeps the items it returned and is logged ``failed`` with the run id
+and status; so is an outage in the middle of the stream (the batches before it are kept).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from undecat.domain.models import ProductDraft, RunResult, UpsertResult, source_for
+from undecat.domain.status import RunStatus
+from undecat.errors import InvalidItemError, OutageError, UndecatError
+from undecat.ports import CatalogRun, CatalogSource, CatalogStore, Clock
+
+__all__ = ["DEFAULT_BATCH_SIZE", "MAX_REASONS_KEPT", "CollectJob"]
+
+_log = logging.getLogger("undecat.jobs.collect")
+
+#: Drafts per upsert statement.
+DEFAULT_BATCH_SIZE = 1000
+#: How many rejected items are listed (with reasons) in the run's metadata.
+MAX_REASONS_KEPT = 50
+#: Only this many rejections are also written to the log, to keep it readable.
+_LOGGED_REJECTIONS = 10
+
+
+@attrs.define
+class _Tally:
+    """Running counts of one collection run."""
+
+    fetched: int = 0
+    valid: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    upserted: UpsertResult = attrs.Factory(UpsertResult)
+    reasons: list[dict[str, Any]] = attrs.Factory(list)
+
+    def reject(self, position: int, product: str | None, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < MAX_REASONS_KEPT:
+            self.reasons.append({"item": position, "id": product, "reason": reason})
+        if self.rejected <= _LOGGED_REJECTIONS:
+            _log.warning("item #%d (id %s) rejected: %s", position, product, reason)
+
+
+@attrs.frozen
+class CollectJob:
+    """Collects one brand: the work callable of the ``apify_<brand>`` job."""
+
+    brand: str
+    source: CatalogSource
+    store: CatalogStore
+    mapper: Callable[[Any], ProductDraft] = attrs.field(repr=False)
+    clock: Clock = attrs.field(repr=False)
+    source_kind: str = "apify"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    delist: bool = True
+
+    def __call__(self) -> RunResult:
+        """Run the collection once and return its result (for ``scraper_logs``)."""
+        source = source_for(self.brand)
+        stamp = self.clock.now()
+        active_before = self.store.count_active(source)
+        run = self.source.start(self.brand)
+        tally = _Tally()
+        metadata: dict[str, Any] = {
+            "brand": self.brand,
+            "source": self.source_kind,
+            "apify_run_id": run.run_id,
+            "active_before": active_before,
+        }
+        try:
+            self._stream(run, stamp, tally)
+        except OutageError as exc:
+            status = run.status()
+            metadata.update(self._counts(tally), apify_status=status, delisted=0)
+            metadata["delisting_skipped"] = "the run was interrupted by an outage"
+            return self._result(RunStatus.FAILED, tally, metadata, run, f"{exc}")
+        status = run.status()
+        metadata.update(self._counts(tally), apify_status=status)
+        reason = self._no_delisting_reason(status, tally.valid, active_before)
+        delisted = 0
+        if reason is None:
+            delisted = self.store.delist_missing(source, stamp)
+        else:
+            metadata["delisting_skipped"] = reason
+        metadata["delisted"] = delisted
+        if status != "SUCCEEDED":
+            problem = getattr(run, "problem", None)  # a source may say what went wrong
+            label = (
+                f"{self.source_kind} run {run.run_id}" if run.run_id else f"{self.source_kind} run"
+            )
+            what = f"{label} ended {status}"
+            return self._result(
+                RunStatus.FAILED, tally, metadata, run, f"{what}: {problem}" if problem else what
+            )
+        outcome = RunStatus.PARTIAL if tally.rejected else RunStatus.SUCCESS
+        return self._result(outcome, tally, metadata, run, None)
+
+    def _stream(self, run: CatalogRun, stamp: datetime, tally: _Tally) -> None:
+        seen: set[str] = set()  # ids of this run: a repeat keeps the first occurrence
+        batch: list[tuple[int, ProductDraft]] = []
+        for position, item in enumerate(run.items(), start=1):
+            tally.fetched += 1
+            try:
+                draft = self.mapper(item)
+            except InvalidItemError as exc:
+                tally.reject(position, exc.product, str(exc))
+                continue
+            if draft.external_id in seen:
+                tally.duplicates += 1
+                tally.reject(
+                    position, draft.external_id, "the same id appeared earlier in this run"
+                )
+                continue
+            seen.add(draft.external_id)
+            batch.append((position, draft))
+            if len(batch) >= self.batch_size:
+                self._flush(batch, stamp, tally)
+                batch = []
+        if batch:
+            self._flush(batch, stamp, tally)
+
+    def _flush(
+        self, batch: Sequence[tuple[int, ProductDraft]], stamp: datetime, tally: _Tally
+    ) -> None:
+        try:
+            result = self.store.upsert_products([draft for _, draft in batch], stamp)
+        except OutageError:
+            raise
+        except UndecatError as exc:
+            if len(batch) == 1:
+                position, draft = batch[0]
+                tally.reject(position, draft.external_id, f"the database refused it: {exc}")
+                return
+            # One row spoiled the statement: halve until it is found, store the rest.
+            middle = len(batch) // 2
+            self._flush(batch[:middle], stamp, tally)
+            self._flush(batch[middle:], stamp, tally)
+            return
+        tally.valid += len(batch)
+        tally.upserted += result
+
+    def _no_delisting_reason(self, status: str, valid: int, active_before: int) -> str | None:
+        if not self.delist:
+            return "delisting was turned off for this run (--no-delist)"
+        if status != "SUCCEEDED":
+            return f"the run ended {status}, not SUCCEEDED: its item list may be incomplete"
+        if valid * 2 < active_before:
+            return (
+                f"only {valid} valid items, fewer than half of the brand's {active_before}"
+                " active products: suspiciously small"
+            )
+        return None
+
+    @staticmethod
+    def _counts(tally: _Tally) -> dict[str, Any]:
+        return {
+            "valid": tally.valid,
+            "unchanged": tally.upserted.unchanged,
+            "photos_changed": tally.upserted.photos_changed,
+            "duplicates": tally.duplicates,
+            "rejected": tally.reasons,
+        }
+
+    @staticmethod
+    def _result(
+        status: str,
+        tally: _Tally,
+        metadata: dict[str, Any],
+        run: CatalogRun,
+        error: str | None,
+    ) -> RunResult:
+        return RunResult(
+            status=status,
+            records_fetched=tally.fetched,
+            records_new=tally.upserted.new,
+            records_updated=tally.upserted.updated,
+            records_errors=tally.rejected,
+            error_message=error,
+            metadata=metadata,
+            run_id=run.run_id,
+        )
