@@ -6,7 +6,15 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.fix_db", "tests.fix_pgbouncer", "tests.fix_s3"]
+pytest_plugins = [
+    "tests.fix_db",
+    "tests.fix_pgbouncer",
+    "tests.fix_s3",
+    "tests.fake_apify",
+    "tests.fix_ximilar",
+    "tests.fix_origin",
+    "tests.fix_proxy",
+]
 
 # "ci" is fast and derandomized; "dev" explores more. Choose with HYPOTHESIS_PROFILE.
 settings.register_profile(

@@ -1,0 +1,323 @@
+"""The :class:`~undecat.ports.PhotoFetcher` on urllib3, through the residential proxy.
+
+One :class:`ProxyPhotoFetcher` per process holds one shared connection pool (a
+``ProxyManager`` carrying the ``PROXY_URL`` credentials as a ``Proxy-Authorization`` header,
+or a plain ``PoolManager`` when no proxy is configured). Each :meth:`~ProxyPhotoFetcher.fetch`:
+
+1. admits the URL only if it is http/https on an allowed host (:mod:`.urls`);
+2. takes one of the ``CONCURRENT_DOWNLOADS`` slots after a random pause (:mod:`.politeness`);
+3. sends one GET with a rotated browser user agent; TLS is always verified (system CAs plus
+   ``PROXY_CA_BUNDLE``);
+4. follows redirects itself, each target checked like the first URL (at most five);
+5. on 429/503 gives the slot back and waits along ``BACKOFF_SCHEDULE``, honouring
+   ``Retry-After`` (:mod:`.backoff`);
+6. streams the body, stopping as soon as it passes ``MAX_PHOTO_BYTES`` or the time limit.
+
+Each request may take ``DOWNLOAD_TIMEOUT`` (connect, answer and body together); the
+caller's ``deadline`` (the product's budget, ``PRODUCT_TIMEOUT``) bounds the whole fetch,
+backoff waits included. Failures become :class:`~undecat.errors.PhotoError` or
+:class:`~undecat.errors.ProxyError` by the rule in :mod:`.classify`.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import attrs
+import urllib3
+from urllib3 import exceptions as u3
+from urllib3.util import make_headers
+
+from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
+from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
+from undecat.adapters.http.politeness import Politeness
+from undecat.adapters.http.urls import AllowedHosts
+from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
+from undecat.config import Config
+from undecat.errors import ConfigError, PhotoError
+from undecat.ports import Clock
+from undecat.redact import Secret, redact_url
+
+__all__ = ["FetchSettings", "Photo", "ProxyPhotoFetcher"]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+# Headers of a browser loading an image; JPEG first, because that is what we store.
+_ACCEPT = "image/jpeg,image/png;q=0.9,image/webp;q=0.8,image/*;q=0.7,*/*;q=0.5"
+
+
+@attrs.frozen
+class FetchSettings:
+    """What the fetcher needs from the configuration."""
+
+    proxy_url: Secret | None
+    allowed_hosts: tuple[str, ...]
+    ca_bundle: Path | None = None
+    timeout: float = 30.0
+    max_bytes: int = 25 * 1024 * 1024
+    backoff: tuple[float, ...] = (5.0, 15.0, 45.0)
+    concurrency: int = 10
+    delay_min: float = 0.5
+    delay_max: float = 2.0
+    max_redirects: int = 5
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> FetchSettings:
+        """Read the settings from the configuration."""
+        return cls(
+            proxy_url=config.proxy_url,
+            allowed_hosts=config.allowed_photo_hosts,
+            ca_bundle=config.proxy_ca_bundle,
+            timeout=config.download_timeout,
+            max_bytes=config.max_photo_bytes,
+            backoff=config.backoff_schedule,
+            concurrency=config.concurrent_downloads,
+            delay_min=config.download_delay_min,
+            delay_max=config.download_delay_max,
+        )
+
+
+@attrs.frozen
+class Photo:
+    """A fetched photo (the :class:`~undecat.ports.FetchedPhoto` of this adapter)."""
+
+    url: str
+    content: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    content_type: str | None
+
+
+@attrs.frozen
+class _Redirect:
+    location: str
+
+
+@attrs.frozen
+class _Status:
+    status: int
+    reason: str
+    retry_after: str | None
+    tunnel: bool
+
+
+class ProxyPhotoFetcher:
+    """Fetches photos politely through the proxy; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        clock: Clock,
+        rng: random.Random | None = None,
+        user_agents: Sequence[str] = USER_AGENTS,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._hosts = AllowedHosts(settings.allowed_hosts)
+        self._agents = UserAgentRotation(user_agents)
+        self.politeness = Politeness(
+            limit=settings.concurrency,
+            delay_min=settings.delay_min,
+            delay_max=settings.delay_max,
+            clock=clock,
+            rng=rng,
+        )
+        self._pool = _build_pool(settings)
+
+    def __repr__(self) -> str:
+        proxy = (
+            "None"
+            if self._settings.proxy_url is None
+            else redact_url(self._settings.proxy_url.reveal())
+        )
+        return f"ProxyPhotoFetcher(proxy={proxy!r}, hosts={sorted(self._hosts.hosts)!r})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.clear()
+
+    def fetch(self, url: str, *, deadline: float) -> Photo:
+        """Fetch ``url`` before monotonic time ``deadline``; PhotoError or ProxyError."""
+        current = self._hosts.check(url)
+        redirects = busy = 0
+        while True:
+            if self._clock.monotonic() >= deadline:
+                raise PhotoError("too slow: the product's time limit ran out", url=_shown(url))
+            with self.politeness.slot():
+                answer = self._attempt(current, deadline)
+            if isinstance(answer, Photo):
+                return Photo(url=url, content=answer.content, content_type=answer.content_type)
+            if isinstance(answer, _Redirect):
+                redirects += 1
+                if redirects > self._settings.max_redirects:
+                    raise PhotoError(
+                        f"more than {self._settings.max_redirects} redirects", url=_shown(url)
+                    )
+                target = urljoin(current, answer.location)
+                try:
+                    current = self._hosts.check(target)
+                except PhotoError as exc:
+                    raise PhotoError(
+                        f"redirected to a refused URL: {exc}", url=_shown(url)
+                    ) from exc
+                continue
+            busy = self._back_off(answer, busy, url, deadline)
+
+    def _back_off(self, answer: _Status, busy: int, url: str, deadline: float) -> int:
+        """Wait before retrying a busy answer, or raise the answer's error."""
+        if answer.status not in BUSY_STATUSES:
+            raise status_failure(answer.status, answer.reason, _shown(url), tunnel=answer.tunnel)
+        busy += 1
+        asked = retry_after_seconds(answer.retry_after, self._clock.now())
+        wait = backoff_wait(busy, self._settings.backoff, asked)
+        if wait is None:
+            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
+            raise PhotoError(
+                f"HTTP {answer.status} still after backing off {waited} s", url=_shown(url)
+            )
+        if self._clock.monotonic() + wait >= deadline:
+            raise PhotoError(
+                f"HTTP {answer.status}: asked to wait {wait:g} s, past the product's time limit",
+                url=_shown(url),
+            )
+        self._clock.sleep(wait)
+        return busy
+
+    def _attempt(self, url: str, product_deadline: float) -> Photo | _Redirect | _Status:
+        """Send one request and read its answer within the photo's time limit."""
+        deadline = min(self._clock.monotonic() + self._settings.timeout, product_deadline)
+        remaining = deadline - self._clock.monotonic()
+        shown = _shown(url)
+        if remaining <= 0:
+            raise PhotoError("too slow: the product's time limit ran out", url=shown)
+        headers = {
+            "User-Agent": self._agents.next(),
+            "Accept": _ACCEPT,
+            "Accept-Language": "en-US,en;q=0.9",
+            "Accept-Encoding": "identity",
+        }
+        timeout = urllib3.Timeout(
+            connect=min(self._settings.connect_timeout, remaining), read=remaining
+        )
+        try:
+            response = self._pool.urlopen(
+                "GET",
+                url,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                timeout=timeout,
+            )
+        except u3.ProxyError as exc:
+            tunnel = tunnel_status(exc)
+            if tunnel is None:
+                raise request_failure(exc, shown) from exc
+            return _Status(tunnel[0], tunnel[1], retry_after=None, tunnel=True)
+        except u3.HTTPError as exc:
+            raise request_failure(exc, shown) from exc
+        complete = False
+        try:
+            if response.status in (200, 203):
+                content = self._read_body(response, deadline, shown)
+                complete = True
+                return Photo(
+                    url=url, content=content, content_type=response.headers.get("Content-Type")
+                )
+            if response.status in _REDIRECTS:
+                location = response.headers.get("Location")
+                if not location:
+                    raise PhotoError(
+                        f"HTTP {response.status} redirect without a Location", url=shown
+                    )
+                return _Redirect(location)
+            return _Status(
+                response.status,
+                response.reason or "",
+                retry_after=response.headers.get("Retry-After"),
+                tunnel=False,
+            )
+        except u3.HTTPError as exc:
+            raise request_failure(exc, shown) from exc
+        finally:
+            if not complete:
+                # Whatever is left of the body is not read: the connection cannot be reused.
+                response.close()
+            response.release_conn()
+
+    def _read_body(self, response: urllib3.BaseHTTPResponse, deadline: float, shown: str) -> bytes:
+        """Stream the body, refusing it past the size cap or the time limit."""
+        cap = self._settings.max_bytes
+        declared = response.headers.get("Content-Length")
+        if declared and declared.strip().isdigit() and int(declared) > cap:
+            raise PhotoError(f"too large: {int(declared)} bytes, the limit is {cap}", url=shown)
+        body = bytearray()
+        while True:
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                raise PhotoError(
+                    "too slow: the photo did not arrive within its time limit", url=shown
+                )
+            _limit_next_read(response, remaining)
+            chunk = response.read(_CHUNK)
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > cap:
+                raise PhotoError(f"too large: more than {cap} bytes", url=shown)
+
+
+def _limit_next_read(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Let the next socket read wait at most ``seconds`` (the read time-out is per read)."""
+    connection = getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _shown(url: str) -> str:
+    return redact_url(url)
+
+
+def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """System CAs, plus the extra CAs of ``PROXY_CA_BUNDLE``; verification always on."""
+    context = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"PROXY_CA_BUNDLE {ca_bundle} is not a readable PEM file") from exc
+    return context
+
+
+def _build_pool(settings: FetchSettings) -> urllib3.PoolManager:
+    """The one shared pool: a ProxyManager with the credentials as a header, or direct."""
+    context = _tls_context(settings.ca_bundle)
+    common = {
+        "num_pools": 32,
+        "maxsize": settings.concurrency,
+        "ssl_context": context,
+        "retries": False,
+    }
+    if settings.proxy_url is None:
+        return urllib3.PoolManager(**common)  # type: ignore[arg-type]
+    parts = urlsplit(settings.proxy_url.reveal())
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    headers = {}
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers = make_headers(proxy_basic_auth=credentials)
+    # The URL handed to urllib3 carries no credentials, so none can surface in its errors.
+    return urllib3.ProxyManager(
+        f"{parts.scheme}://{host}:{port}",
+        proxy_headers=headers,
+        proxy_ssl_context=context if parts.scheme == "https" else None,
+        **common,  # type: ignore[arg-type]
+    )
