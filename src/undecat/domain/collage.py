@@ -60,17 +60,22 @@ class CollagePhotoError(PhotoError):
 
 @attrs.frozen
 class Tile:
-    """One photo's place in the collage: its upright size, its scaled width, its left edge."""
+    """One photo's place in the collage: its upright size, its scaled size, its left edge."""
 
     source_width: int
     source_height: int
     width: int
+    height: int
     x: int
 
     @property
     def resampled(self) -> bool:
-        """Whether the photo must be scaled (False when it already has the collage height)."""
-        return self.width != self.source_width
+        """Whether the photo must be scaled (False when it already has the collage height).
+
+        Decided on the height, not the width: a photo 1 px wide stays 1 px wide when scaled
+        from 3 to 4 px high, yet still needs scaling.
+        """
+        return self.source_height != self.height
 
 
 @attrs.frozen
@@ -121,7 +126,9 @@ def plan_collage(
     x = 0
     for width, height in sizes:
         scaled = scaled_width(width, height, target)
-        tiles.append(Tile(source_width=width, source_height=height, width=scaled, x=x))
+        tiles.append(
+            Tile(source_width=width, source_height=height, width=scaled, height=target, x=x)
+        )
         x += scaled
     layout = CollageLayout(width=x, height=target, tiles=tuple(tiles))
     if layout.width > JPEG_MAX_DIMENSION or layout.height > JPEG_MAX_DIMENSION:

@@ -79,7 +79,7 @@ class PillowCollageBuilder:
         canvas = _canvas(layout)
         try:
             for index, (data, tile) in enumerate(zip(photos, layout.tiles, strict=True)):
-                _paste(canvas, data, tile, layout.height, index=index, count=len(photos))
+                _paste(canvas, data, tile, index=index, count=len(photos))
             return _encode(canvas, self.quality)
         finally:
             canvas.close()
@@ -125,9 +125,7 @@ def _canvas(layout: CollageLayout) -> Image.Image:
         ) from exc
 
 
-def _paste(
-    canvas: Image.Image, data: bytes, tile: Tile, height: int, *, index: int, count: int
-) -> None:
+def _paste(canvas: Image.Image, data: bytes, tile: Tile, *, index: int, count: int) -> None:
     """Decode one photo, scale it to the collage height if needed, paste it, free it."""
     with _open(data, index, count) as source:
         try:
@@ -147,7 +145,7 @@ def _paste(
                     index=index,
                 )
             if tile.resampled:
-                scaled = upright.resize((tile.width, height), Image.Resampling.LANCZOS)
+                scaled = upright.resize((tile.width, tile.height), Image.Resampling.LANCZOS)
                 try:
                     canvas.paste(scaled, (tile.x, 0))
                 finally:

@@ -18,6 +18,10 @@ _QUARTER_TURNS = frozenset(range(5, 9))
 def upright_size(image: Image.Image) -> tuple[int, int]:
     """Return the ``(width, height)`` :func:`flatten_to_rgb` will give, from the header only."""
     width, height = image.size
+    if image.format == "TIFF":
+        # Pillow's TIFF reader already reports the upright size and turns the pixels itself
+        # on load (dropping the tag), so the orientation must not be counted twice.
+        return width, height
     if image.getexif().get(ExifTags.Base.Orientation, 1) in _QUARTER_TURNS:
         return height, width
     return width, height
