@@ -8,6 +8,9 @@ import attrs
 from hypothesis import strategies as st
 from PIL import Image
 
+from undecat.domain.models import BRANDS, Product
+from undecat.domain.status import ImageStatus, SyncStatus, XimilarStatus
+
 # --- Photos (collage builder) ----------------------------------------------------------------
 
 #: How a photo is stored: its mode and the format that can hold that mode losslessly (or,
@@ -321,4 +324,40 @@ def zara_items(draw: st.DrawFn) -> dict[str, object]:
             {"id": str(n), "name": f"Colour {n}", "xmedia": media, "sizes": []}
             for n, media in enumerate(colours)
         ],
+    )
+
+
+# --- Ximilar selection --------------------------------------------------------------------------
+
+
+@st.composite
+def pilot_products(draw: st.DrawFn, *, max_photos: int = 6) -> Product:
+    """A pilot product with stored photos, never sent to Ximilar yet."""
+    brand = draw(st.sampled_from(BRANDS))
+    external_id = draw(st.from_regex(r"[0-9A-Za-z/ -]{1,12}", fullmatch=True))
+    count = draw(st.integers(min_value=0, max_value=max_photos))
+    sources = tuple(
+        f"https://static.{brand}.net/{external_id}/{n}-{draw(st.integers(0, 9))}.jpg"
+        for n in range(count)
+    )
+    return Product(
+        id=draw(st.integers(min_value=1, max_value=10**9)),
+        source=f"apify_{brand}",
+        external_id=external_id,
+        brand=brand,
+        name=draw(st.none() | st.text(max_size=20)),
+        category=draw(st.none() | st.sampled_from(["woman-dresses", "man-shirts"])),
+        price=draw(st.none() | st.decimals(min_value=0, max_value=99999, places=2)),
+        original_image_urls=sources,
+        image_urls=tuple(
+            f"http://s3.local/unde-images/originals/{brand}/{external_id}/{n + 1}.jpg"
+            for n in range(count)
+        ),
+        collage_url=None,
+        image_status=ImageStatus.UPLOADED,
+        ximilar_status=XimilarStatus.PENDING,
+        sync_status=SyncStatus.PENDING,
+        index_scope="pilot",
+        ximilar_synced_urls=(),
+        ximilar_target_count=draw(st.integers(min_value=0, max_value=max_photos + 1)),
     )

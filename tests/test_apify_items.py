@@ -1,0 +1,170 @@
+"""The Apify item mapping (datasaurus/zara format -> ProductDraft): properties and bad items."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+
+from tests.strategies import UNICODE_NAMES, zara_item, zara_items
+from undecat.adapters.apify import UnreadableItem, mapper_for
+from undecat.domain.models import BRANDS
+from undecat.errors import ConfigError, InvalidItemError
+
+zara = mapper_for("zara")
+
+
+def test_document_example_maps_every_field() -> None:
+    """The document's example item maps to every stored field as the issue describes."""
+    item = zara_item()
+    draft = zara(item)
+    assert draft.source == "apify_zara"
+    assert draft.brand == "zara"
+    assert draft.external_id == "512913640"
+    assert draft.name == "ZW COLLECTION ASYMMETRIC BLAZER"
+    assert draft.price == Decimal("699.00")
+    assert draft.currency == "AED"
+    assert draft.category == "woman-outerwear-padded"
+    assert draft.colour == "Black"
+    assert draft.sizes == ("XS", "S", "M", "L")
+    assert draft.description == "Blazer with a notched lapel collar and long sleeves."
+    assert draft.composition == "OUTER SHELL: 100% polyester; LINING: 60% viscose, 40% polyester"
+    assert draft.original_image_urls == tuple(
+        f"https://static.zara.net/photos/512913640-800-{n}.jpg?w=1920"
+        for n in ("p", "e1", "e2", "e3")
+    )
+    assert draft.raw_data == item
+
+
+@given(zara_items())
+def test_valid_items_keep_id_name_price_and_raw(item: dict[str, Any]) -> None:
+    """Any valid item keeps str(id), its exact name, price ÷ 100 and itself as raw_data."""
+    draft = zara(item)
+    assert draft.external_id == str(item["id"])
+    assert draft.name == item["name"]
+    price = item["price"]
+    assert draft.price == (Decimal(price) / 100 if price else None)
+    assert draft.raw_data == item
+    assert json.loads(json.dumps(draft.raw_data)) == item
+    assert 1 <= len(draft.original_image_urls) <= 5 * len(item["colorsSizesImagesJSON"])
+    assert list(draft.sizes) == [s for s in str(item["sizes"]).split(", ") if s]
+
+
+@pytest.mark.parametrize("brand", BRANDS)
+def test_every_brand_has_a_mapper_with_its_source(brand: str) -> None:
+    """All six brands map the shared Inditex format into their own apify_<brand> source."""
+    draft = mapper_for(brand)(zara_item())
+    assert (draft.source, draft.brand) == (f"apify_{brand}", brand)
+
+
+def test_unknown_brand_is_a_config_error() -> None:
+    """Asking for the mapper of a brand we do not collect is a configuration error."""
+    with pytest.raises(ConfigError, match="unknown brand"):
+        mapper_for("primark")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"id": None}, "no id"),
+        ({"name": None}, "no name"),
+        ({"name": "   "}, "no name"),
+        ({"name": 12}, "name"),
+        ({"price": "699.00"}, "text"),
+        ({"price": -100}, "negative"),
+        ({"price": 10**12}, "largest storable"),
+        ({"price": 699.5}, "whole number"),
+        ({"colorsSizesImagesJSON": "not a list"}, "colorsSizesImagesJSON"),
+        ({"colorsSizesImagesJSON": {"id": "800"}}, "colorsSizesImagesJSON"),
+        ({"colorsSizesImagesJSON": [{"xmedia": "https://x/y.jpg"}]}, "xmedia"),
+        ({"colorsSizesImagesJSON": []}, "no usable photo"),
+        ({"colorsSizesImagesJSON": None}, "no usable photo"),
+        (
+            {"colorsSizesImagesJSON": [{"xmedia": ["javascript:alert(1)", "/relative.jpg"]}]},
+            "no usable photo",
+        ),
+        ({"sizes": {"XS": 1}}, "sizes"),
+        ({"category": ["a", "b"]}, "category"),
+    ],
+)
+def test_bad_items_are_rejected_with_a_reason(changes: dict[str, Any], reason: str) -> None:
+    """Each malformed item is refused with an InvalidItemError naming what is wrong."""
+    with pytest.raises(InvalidItemError, match=reason) as caught:
+        zara(zara_item(**changes))
+    if changes.get("id", 1) is not None:
+        assert caught.value.product == "512913640"
+
+
+def test_non_objects_and_unreadable_lines_are_rejected() -> None:
+    """A dataset entry that is not an object, or could not be decoded, is one bad item."""
+    with pytest.raises(InvalidItemError, match="not a JSON object"):
+        zara([1, 2])
+    with pytest.raises(InvalidItemError, match="line 3"):
+        zara(UnreadableItem("line 3 is not valid JSON"))
+
+
+def test_bad_urls_are_dropped_and_good_ones_kept() -> None:
+    """javascript: and relative URLs are dropped from xmedia; the item keeps its good photos."""
+    item = zara_item(
+        colorsSizesImagesJSON=[
+            {"xmedia": ["javascript:alert(1)", "/a.jpg", "https://static.zara.net/ok.jpg"]}
+        ]
+    )
+    assert zara(item).original_image_urls == ("https://static.zara.net/ok.jpg",)
+
+
+def test_oversized_item_is_rejected() -> None:
+    """An item of 5 MB is over the cap and rejected; a small cap shows the limit is a setting."""
+    huge = zara_item(description="x" * (5 * 1024 * 1024))
+    with pytest.raises(InvalidItemError, match="over the 1,048,576-byte cap"):
+        zara(huge)
+    with pytest.raises(InvalidItemError, match="cap"):
+        mapper_for("zara", max_item_bytes=100)(zara_item())
+
+
+@pytest.mark.parametrize("name", UNICODE_NAMES)
+def test_non_ascii_names_are_kept_intact(name: str) -> None:
+    """Arabic, emoji and accented names come through unchanged."""
+    assert zara(zara_item(name=name)).name == name
+
+
+def test_nul_and_lone_surrogates_are_removed_everywhere() -> None:
+    """NUL and lone surrogates, which PostgreSQL cannot store, are removed from fields and raw."""
+    item = zara_item(
+        name="Blazer\x00 one", description="bad \ud800 text", extra={"k\x00": ["v\x00"]}
+    )
+    draft = zara(item)
+    assert draft.name == "Blazer one"
+    assert draft.description == "bad \ufffd text"
+    assert draft.raw_data["extra"] == {"k": ["v"]}
+    json.dumps(draft.raw_data, ensure_ascii=False).encode("utf-8")
+
+
+def test_sizes_fall_back_to_the_colours_and_colour_to_their_names() -> None:
+    """Without a sizes string the per-colour size names are used; without colors, colour names."""
+    item = zara_item()
+    del item["sizes"], item["colors"]
+    draft = zara(item)
+    assert draft.sizes == ("XS", "S")
+    assert draft.colour == "Black"
+
+
+def test_long_colour_is_cut_to_the_column() -> None:
+    """A colour list longer than VARCHAR(100) is cut (the full text stays in raw_data)."""
+    colours = ", ".join(f"Colour number {n}" for n in range(20))
+    draft = zara(zara_item(colors=colours))
+    assert draft.colour is not None
+    assert len(draft.colour) <= 100
+    assert draft.colour.endswith("…")
+    assert draft.raw_data["colors"] == colours
+
+
+def test_unknown_composition_shape_is_kept_as_text() -> None:
+    """A composition that is plain text, or an unknown structure, still becomes readable text."""
+    assert zara(zara_item(detailedComposition="100% cotton")).composition == "100% cotton"
+    odd = zara(zara_item(detailedComposition={"materials": ["cotton"]})).composition
+    assert odd == '{"materials":["cotton"]}'
+    assert zara(zara_item(detailedComposition=None)).composition is None
