@@ -263,7 +263,7 @@ class ProxyPhotoFetcher:
                     "too slow: the photo did not arrive within its time limit", url=shown
                 )
             _limit_next_read(response, remaining)
-            chunk = response.read(_CHUNK)
+            chunk = response.read1(_CHUNK)  # what has arrived, so the clock is checked often
             if not chunk:
                 return bytes(body)
             body += chunk
