@@ -116,7 +116,9 @@ class FakeApify:
         self._faults: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> FakeApify:
@@ -126,9 +128,10 @@ class FakeApify:
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)
 
     def plan(self, task_id: str, plan: RunPlan) -> RunPlan:
         """Script the runs of ``task_id``."""
