@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import psycopg
 import pytest
 
 TOKEN = "xim-test-token-5f1c9a"
@@ -208,6 +209,61 @@ def serve(clock: Callable[[], float]) -> Generator[FakeXimilar]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+_SEED = """
+    INSERT INTO raw_products (source, external_id, brand, name, category, price,
+                              original_image_urls, image_urls, scraped_at, image_status,
+                              index_scope)
+    SELECT 'apify_' || %(brand)s, (700000000 + g)::text, %(brand)s, 'PRODUCT ' || g,
+           'woman-dresses', 49.90 + g,
+           (SELECT jsonb_agg('https://static.zara.net/p/' || g || '/' || i || '.jpg' ORDER BY i)
+              FROM generate_series(1, %(photos)s) i),
+           (SELECT jsonb_agg('http://s3.local/unde-images/originals/' || %(brand)s || '/'
+                             || (700000000 + g) || '/' || i || '.jpg' ORDER BY i)
+              FROM generate_series(1, %(photos)s) i),
+           now(), %(image_status)s, %(scope)s
+    FROM generate_series(%(start)s::int, %(end)s::int) AS g
+    RETURNING id
+"""
+
+
+def seed_products(
+    dsn: str,
+    count: int,
+    *,
+    start: int = 0,
+    photos: int = 3,
+    scope: str = "pilot",
+    image_status: str = "uploaded",
+    brand: str = "zara",
+) -> list[int]:
+    """Insert ``count`` products whose photos are stored (by SQL, one statement); their ids."""
+    params = {
+        "brand": brand,
+        "photos": photos,
+        "scope": scope,
+        "image_status": image_status,
+        "start": start,
+        "end": start + count - 1,
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [row[0] for row in conn.execute(_SEED, params).fetchall()]
+
+
+def execute(dsn: str, query: str, params: dict[str, Any] | None = None) -> None:
+    """Run one statement on the database, as an operator or another stage would."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(query.encode(), params)
+
+
+def expire_ximilar_leases(dsn: str) -> None:
+    """Let every Ximilar lease lapse, as if its worker had died long ago."""
+    execute(
+        dsn,
+        "UPDATE raw_products SET ximilar_lease_until = now() - interval '1 second'"
+        " WHERE ximilar_owner IS NOT NULL",
+    )
 
 
 @pytest.fixture
