@@ -37,7 +37,13 @@ from undecat.errors import OutageError, ProductError
 from undecat.ports import Clock, ObjectStore, WorkQueue
 from undecat.redact import redact_url
 
-__all__ = ["COLLAGE_CONTENT_TYPE", "BuildCollage", "CollageStage", "cleanup_temp"]
+__all__ = [
+    "COLLAGE_CONTENT_TYPE",
+    "BuildCollage",
+    "CollageStage",
+    "cleanup_temp",
+    "retry_failed",
+]
 
 _log = logging.getLogger("undecat.jobs.collage")
 
@@ -58,7 +64,7 @@ class _Tally:
 
 @attrs.frozen
 class CollageStage:
-    """The jobs of the collage host over the work queue, the object store and a builder."""
+    """``process_new`` over the work queue, the object store and a builder."""
 
     queue: WorkQueue
     store: ObjectStore
@@ -78,14 +84,6 @@ class CollageStage:
             if outage is not None:
                 return self._result(tally, started, outage)
         return self._result(tally, started, None)
-
-    def retry_failed(self) -> RunResult:
-        """Send the stage's ``error`` products with attempts left back to ``uploaded``."""
-        requeued = self.queue.requeue_failed()
-        _log.info("collage: %d failed product(s) requeued", requeued)
-        return RunResult(
-            status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
-        )
 
     def _work_through(self, claims: Sequence[Claim], tally: _Tally) -> OutageError | None:
         """Process one batch; on an outage release what is left and return the error."""
@@ -126,11 +124,15 @@ class CollageStage:
 
     def _originals(self, product: Product) -> list[bytes]:
         photos = []
+        count = len(product.image_urls)
         for index, url in enumerate(product.image_urls):
             try:
                 photos.append(self.store.get(self.store.key_for_url(url)))
             except ProductError as exc:
-                raise CollagePhotoError(str(exc), index=index) from exc
+                raise CollagePhotoError(
+                    f"photo {index + 1} of {count} cannot be read from the store: {exc}",
+                    index=index,
+                ) from exc
         return photos
 
     def _release(self, claims: Sequence[Claim]) -> None:
@@ -166,6 +168,15 @@ class CollageStage:
         )
 
 
+def retry_failed(queue: WorkQueue) -> RunResult:
+    """Send the stage's ``error`` products with attempts left back to ``uploaded``."""
+    requeued = queue.requeue_failed()
+    _log.info("collage: %d failed product(s) requeued", requeued)
+    return RunResult(
+        status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
+    )
+
+
 def _name(product: Product) -> str:
     return f"{product.brand}/{product.external_id}"
 
@@ -173,8 +184,7 @@ def _name(product: Product) -> str:
 def _reason(product: Product, exc: ProductError) -> str:
     """The readable ``error_message`` of a failed collage, naming the photo when known."""
     if isinstance(exc, CollagePhotoError) and 0 <= exc.index < len(product.image_urls):
-        url = redact_url(product.image_urls[exc.index])
-        return f"collage: photo {exc.index + 1} of {len(product.image_urls)} ({url}): {exc}"
+        return f"collage: {exc} [{redact_url(product.image_urls[exc.index])}]"
     return f"collage: {exc}"
 
 

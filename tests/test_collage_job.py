@@ -1,0 +1,580 @@
+"""The collage jobs over in-memory fakes of the work queue and the object store."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from PIL import Image
+
+from undecat.adapters.imaging.collage import PillowCollageBuilder
+from undecat.bootstrap import bootstrap
+from undecat.config import Config
+from undecat.domain.keys import collage_key, original_key
+from undecat.domain.models import Claim, Product, RunLog, RunResult
+from undecat.domain.stages import CollageStored, Outcome, Stage
+from undecat.domain.status import ImageStatus, RunStatus, SyncStatus, XimilarStatus
+from undecat.errors import ObjectStoreUnavailableError, ProductError
+from undecat.jobs.collage import CollageStage, cleanup_temp, retry_failed
+
+BASE = "https://images.test/unde-images/"
+BUILD = PillowCollageBuilder(quality=95)
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.wall = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+        self.mono = 1000.0
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
+@attrs.define
+class Row:
+    """One raw_products row as the collage stage sees it."""
+
+    product: Product
+    status: ImageStatus = ImageStatus.UPLOADED
+    collage_url: str | None = None
+    error_message: str | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
+    attempts: int = 0
+
+
+class FakeQueue:
+    """The collage WorkQueue in memory, with leases on the fake clock."""
+
+    stage = Stage.COLLAGE
+
+    def __init__(self, clock: FakeClock, max_attempts: int = 3) -> None:
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.rows: dict[int, Row] = {}
+
+    def add(self, product: Product) -> None:
+        self.rows[product.id] = Row(product)
+
+    def _free(self, row: Row) -> bool:
+        return row.lease_until is None or row.lease_until < self.clock.now()
+
+    def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
+        claims: list[Claim] = []
+        for row in sorted(self.rows.values(), key=lambda r: r.product.id):
+            if len(claims) == limit:
+                break
+            if row.status is ImageStatus.UPLOADED and self._free(row):
+                row.owner, row.lease_until = owner, self.clock.now() + lease
+                row.attempts += 1
+                claims.append(Claim("collage", owner, row.attempts, row.lease_until, row.product))
+        return claims
+
+    def _held(self, claim: Claim) -> Row | None:
+        row = self.rows[claim.product.id]
+        return row if row.owner == claim.owner else None
+
+    def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
+        held = [row for claim in claims if (row := self._held(claim))]
+        for row in held:
+            row.lease_until = self.clock.now() + lease
+        return len(held)
+
+    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+        row = self._held(claim)
+        if row is None:
+            return False
+        assert isinstance(outcome, CollageStored)
+        row.status, row.collage_url, row.error_message = (
+            ImageStatus.COLLAGE_READY,
+            outcome.collage_url,
+            None,
+        )
+        row.owner = row.lease_until = None
+        row.attempts = 0
+        return True
+
+    def fail(self, claim: Claim, message: str) -> bool:
+        row = self._held(claim)
+        if row is None:
+            return False
+        row.status, row.error_message = ImageStatus.ERROR, message
+        row.owner = row.lease_until = None
+        return True
+
+    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
+        raise AssertionError("the collage stage never postpones")
+
+    def release(self, claims: Sequence[Claim]) -> int:
+        held = [row for claim in claims if (row := self._held(claim))]
+        for row in held:
+            row.owner = row.lease_until = None
+            row.attempts -= 1
+        return len(held)
+
+    def requeue_failed(self) -> int:
+        requeued = 0
+        for row in self.rows.values():
+            if row.status is ImageStatus.ERROR and 0 < row.attempts < self.max_attempts:
+                row.status = ImageStatus.UPLOADED
+                requeued += 1
+        return requeued
+
+
+class FakeStore:
+    """The ObjectStore port in memory; ``down`` makes every call an outage."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts: list[str] = []
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ObjectStoreUnavailableError("S3 endpoint refused the connection")
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        self._check()
+        assert content_type == "image/jpeg"
+        self.objects[key] = data
+        self.puts.append(key)
+        return self.public_url(key)
+
+    def get(self, key: str) -> bytes:
+        self._check()
+        if key not in self.objects:
+            raise ProductError(f"no object at {key}")
+        return self.objects[key]
+
+    def exists(self, key: str) -> bool:
+        self._check()
+        return key in self.objects
+
+    def delete_prefix(self, prefix: str) -> int:
+        gone = [k for k in self.objects if k.startswith(prefix)]
+        for key in gone:
+            del self.objects[key]
+        return len(gone)
+
+    def public_url(self, key: str) -> str:
+        return BASE + key
+
+    def key_for_url(self, url: str) -> str:
+        if not url.startswith(BASE):
+            raise ProductError(f"{url} is not a URL of this store")
+        return url[len(BASE) :]
+
+
+class DownAfter:
+    """An object store that goes down after ``calls`` successful gets."""
+
+    def __init__(self, store: FakeStore, calls: int) -> None:
+        self.store, self.calls = store, calls
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def get(self, key: str) -> bytes:
+        if self.calls == 0:
+            self.store.down = True
+        self.calls -= 1
+        return self.store.get(key)
+
+
+def _jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _product(n: int, urls: tuple[str, ...], brand: str = "zara") -> Product:
+    return Product(
+        id=n,
+        source=f"apify_{brand}",
+        external_id=str(495_000_000 + n),
+        brand=brand,
+        name=f"PRODUCT {n}",
+        category=None,
+        price=None,
+        original_image_urls=tuple(f"https://static.zara.net/{n}/{i}.jpg" for i in range(len(urls))),
+        image_urls=urls,
+        collage_url=None,
+        image_status=ImageStatus.UPLOADED,
+        ximilar_status=XimilarStatus.PENDING,
+        sync_status=SyncStatus.PENDING,
+        index_scope="pilot",
+        ximilar_synced_urls=(),
+        ximilar_target_count=2,
+    )
+
+
+def _stock(queue: FakeQueue, store: FakeStore, n: int, photos: Sequence[bytes]) -> Product:
+    """Put a product's originals in the store and the product in the queue."""
+    external_id = str(495_000_000 + n)
+    urls = []
+    for i, data in enumerate(photos, start=1):
+        key = original_key("zara", external_id, i)
+        store.objects[key] = data
+        urls.append(store.public_url(key))
+    product = _product(n, tuple(urls))
+    queue.add(product)
+    return product
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(clock: FakeClock) -> FakeQueue:
+    return FakeQueue(clock)
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+def _stage(queue: FakeQueue, store: Any, clock: FakeClock, **changes: Any) -> CollageStage:
+    fields: dict[str, Any] = {
+        "queue": queue,
+        "store": store,
+        "build": BUILD,
+        "clock": clock,
+        "owner": "collage-test:1",
+        "batch_size": 2,
+        "lease": timedelta(hours=1),
+    }
+    fields.update(changes)
+    return CollageStage(**fields)
+
+
+PHOTOS = [_jpeg(30, 45, (200, 0, 0)), _jpeg(20, 30, (0, 200, 0)), _jpeg(30, 45, (0, 0, 200))]
+
+
+def test_process_new_stores_each_collage_and_marks_it_ready(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """Every uploaded product gets its collage at collages/{brand}/{id}.jpg and collage_ready."""
+    products = [_stock(queue, store, n, PHOTOS[: n % 3 + 1]) for n in range(1, 6)]
+    result = _stage(queue, store, clock).process_new()
+    assert result.status == RunStatus.SUCCESS
+    assert (result.records_fetched, result.records_updated, result.records_errors) == (5, 5, 0)
+    for product in products:
+        row = queue.rows[product.id]
+        key = collage_key("zara", product.external_id)
+        assert row.status is ImageStatus.COLLAGE_READY
+        assert row.collage_url == BASE + key
+        assert store.objects[key] == BUILD(
+            [store.objects[store.key_for_url(u)] for u in product.image_urls]
+        )
+
+
+def test_running_twice_builds_each_collage_once(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A second run finds nothing to do: no collage is rebuilt or uploaded again."""
+    for n in range(1, 4):
+        _stock(queue, store, n, PHOTOS)
+    _stage(queue, store, clock).process_new()
+    again = _stage(queue, store, clock).process_new()
+    assert again.status == RunStatus.SUCCESS
+    assert again.records_fetched == 0
+    assert sorted(store.puts) == sorted(set(store.puts))
+    assert len(store.puts) == 3
+
+
+def test_truncated_original_fails_only_that_product_with_the_photo_named(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A truncated photo marks its product error naming the photo; the others are built."""
+    good = _stock(queue, store, 1, PHOTOS)
+    bad = _stock(queue, store, 2, [PHOTOS[0], PHOTOS[1][: len(PHOTOS[1]) // 2]])
+    result = _stage(queue, store, clock).process_new()
+    assert result.status == RunStatus.PARTIAL
+    assert (result.records_updated, result.records_errors) == (1, 1)
+    assert queue.rows[good.id].status is ImageStatus.COLLAGE_READY
+    row = queue.rows[bad.id]
+    assert row.status is ImageStatus.ERROR
+    assert row.error_message is not None
+    assert row.error_message.startswith("collage: photo 2 of 2 ")
+    assert "truncated" in row.error_message.lower()
+    assert row.error_message.endswith(f" [{bad.image_urls[1]}]")
+    assert collage_key("zara", bad.external_id) not in store.objects
+
+
+def test_missing_original_fails_the_product(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """An original that is not in the store is the product's fault, with the key in the reason."""
+    product = _stock(queue, store, 1, PHOTOS)
+    del store.objects[store.key_for_url(product.image_urls[2])]
+    result = _stage(queue, store, clock).process_new()
+    row = queue.rows[product.id]
+    assert result.status == RunStatus.PARTIAL
+    assert row.status is ImageStatus.ERROR
+    assert row.error_message is not None
+    assert row.error_message == (
+        "collage: photo 3 of 3 cannot be read from the store:"
+        f" no object at originals/zara/495000001/3.jpg [{product.image_urls[2]}]"
+    )
+
+
+def test_foreign_url_and_no_photos_fail_the_product(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A photo URL outside the store, or no photos at all, fails the product with a reason."""
+    queue.add(_product(1, ("https://elsewhere.test/a.jpg",)))
+    queue.add(_product(2, ()))
+    _stage(queue, store, clock).process_new()
+    assert queue.rows[1].status is ImageStatus.ERROR
+    assert "not a URL of this store" in (queue.rows[1].error_message or "")
+    assert queue.rows[2].status is ImageStatus.ERROR
+    assert queue.rows[2].error_message == "collage: the product has no photos to put in a collage"
+
+
+def test_too_large_collage_fails_the_product_clearly(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A collage over the pixel budget (2.4 GP here) is the product's fault, not a crash."""
+    strip = io.BytesIO()
+    Image.new("L", (100, 60_000), 0).save(strip, "PNG")
+    product = _stock(queue, store, 1, [_jpeg(1920, 2880, (1, 1, 1)), strip.getvalue()])
+    _stage(queue, store, clock).process_new()
+    assert queue.rows[product.id].status is ImageStatus.ERROR
+    assert "over the budget of 200 MP" in (queue.rows[product.id].error_message or "")
+
+
+def test_object_store_outage_releases_the_batch_and_marks_nothing(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """S3 going down mid-batch: the run fails, the rest is released untouched, none is error."""
+    products = [_stock(queue, store, n, PHOTOS) for n in range(1, 5)]
+    flaky = DownAfter(store, calls=len(PHOTOS) + 1)  # product 1 read whole, product 2 half
+    result = _stage(queue, flaky, clock, batch_size=10).process_new()
+    assert result.status == RunStatus.FAILED
+    assert result.error_message is not None
+    assert result.error_message.startswith("ObjectStoreUnavailableError: ")
+    assert result.records_errors == 0
+    first, *rest = (queue.rows[p.id] for p in products)
+    assert first.status is ImageStatus.COLLAGE_READY
+    for row in rest:
+        assert (row.status, row.owner, row.attempts, row.error_message) == (
+            ImageStatus.UPLOADED,
+            None,
+            0,
+            None,
+        )
+
+
+def test_outage_on_upload_releases_the_claim(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A failed upload is an outage too: the product stays uploaded, its attempt not counted."""
+    product = _stock(queue, store, 1, PHOTOS)
+
+    class UploadDown(DownAfter):
+        def put(self, key: str, data: bytes, content_type: str) -> str:
+            raise ObjectStoreUnavailableError("PUT timed out")
+
+    result = _stage(queue, UploadDown(store, calls=99), clock).process_new()
+    assert result.status == RunStatus.FAILED
+    row = queue.rows[product.id]
+    assert (row.status, row.owner, row.attempts) == (ImageStatus.UPLOADED, None, 0)
+
+
+class Crash(BaseException):
+    """The process dying (a kill, an OOM) at one exact point."""
+
+
+class CrashOnFirstComplete:
+    """A queue whose first complete() never happens: the worker dies right after the upload."""
+
+    def __init__(self, queue: FakeQueue) -> None:
+        self.queue, self.crashed = queue, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+        if not self.crashed:
+            self.crashed = True
+            raise Crash
+        return self.queue.complete(claim, outcome)
+
+
+def test_crash_between_upload_and_status_update_is_recovered_once(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """After a crash past the upload, the lapsed lease lets a rerun finish: one key, same bytes."""
+    product = _stock(queue, store, 1, PHOTOS)
+    key = collage_key("zara", product.external_id)
+    with pytest.raises(Crash):
+        _stage(CrashOnFirstComplete(queue), store, clock).process_new()  # type: ignore[arg-type]
+    uploaded = store.objects[key]
+    assert queue.rows[product.id].status is ImageStatus.UPLOADED  # stored, not marked ready
+    assert queue.rows[product.id].owner is not None
+    # While the dead worker's lease runs, nobody else touches the product.
+    assert _stage(queue, store, clock, owner="other:2").process_new().records_fetched == 0
+    clock.advance(timedelta(hours=1, seconds=1).total_seconds())
+    result = _stage(queue, store, clock, owner="other:2").process_new()
+    assert result.records_updated == 1
+    row = queue.rows[product.id]
+    assert row.status is ImageStatus.COLLAGE_READY
+    assert row.collage_url == BASE + key
+    assert store.puts == [key, key]  # the same key overwritten ...
+    assert store.objects[key] == uploaded  # ... with the very same bytes
+    assert [k for k in store.objects if k.startswith("collages/")] == [key]
+
+
+def test_lease_lost_before_completion_is_counted_not_written(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """A worker whose lease was taken over writes nothing and says so in the run metadata."""
+    product = _stock(queue, store, 1, PHOTOS)
+
+    def slow_build(photos: Sequence[bytes]) -> bytes:
+        data = BUILD(photos)
+        clock.advance(7200)  # the lease lapses while encoding ...
+        queue.claim("thief:9", 10, timedelta(hours=1))  # ... and another worker takes it
+        return data
+
+    result = _stage(queue, store, clock, build=slow_build, batch_size=1).process_new()
+    assert result.metadata["lease_lost"] == 1
+    assert result.records_updated == 0
+    assert queue.rows[product.id].owner == "thief:9"
+
+
+def test_long_batches_renew_their_leases(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """Leases of the rest of a batch are pushed out once half the lease has gone by."""
+    products = [_stock(queue, store, n, PHOTOS[:1]) for n in range(1, 5)]
+
+    stolen: list[Claim] = []
+
+    def slow_build(photos: Sequence[bytes]) -> bytes:
+        clock.advance(20 * 60)  # 20 minutes a collage, 80 for the batch, lease is 60
+        stolen.extend(queue.claim("thief:9", 10, timedelta(hours=1)))
+        return BUILD(photos)
+
+    result = _stage(queue, store, clock, build=slow_build, batch_size=4).process_new()
+    assert stolen == []  # no lease of the batch ever lapsed
+    assert result.records_updated == 4
+    assert result.metadata["lease_lost"] == 0
+    assert all(queue.rows[p.id].status is ImageStatus.COLLAGE_READY for p in products)
+
+
+def test_retry_failed_requeues_failed_products(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock
+) -> None:
+    """retry_failed gives failed products with attempts left back to the stage."""
+    product = _stock(queue, store, 1, [b"not an image"])
+    _stage(queue, store, clock).process_new()
+    assert queue.rows[product.id].status is ImageStatus.ERROR
+    result = retry_failed(queue)
+    assert (result.status, result.records_updated) == (RunStatus.SUCCESS, 1)
+    assert queue.rows[product.id].status is ImageStatus.UPLOADED
+
+
+def _touch(path: Path, age: timedelta, now: datetime) -> None:
+    stamp = (now - age).timestamp()
+    os.utime(path, (stamp, stamp), follow_symlinks=False)
+
+
+def test_cleanup_temp_removes_only_old_scratch_files(tmp_path: Path, clock: FakeClock) -> None:
+    """Old files in DATA_DIR/tmp go; fresh ones, the object store and link targets stay."""
+    now = clock.now()
+    scratch = tmp_path / "tmp"
+    (scratch / "old-folder").mkdir(parents=True)
+    old = scratch / "old-folder" / "partial.jpg"
+    old.write_bytes(b"x")
+    fresh = scratch / "fresh.jpg"
+    fresh.write_bytes(b"y")
+    objects = tmp_path / "objects" / "unde-images"
+    objects.mkdir(parents=True)
+    stored = objects / "collage.jpg"
+    stored.write_bytes(b"z")
+    link = scratch / "link"
+    link.symlink_to(objects, target_is_directory=True)
+    for path in (old, scratch / "old-folder", stored, link):
+        _touch(path, timedelta(days=3), now)
+    _touch(fresh, timedelta(hours=2), now)
+    result = cleanup_temp(tmp_path, clock)
+    assert result.status == RunStatus.SUCCESS
+    assert result.metadata["removed"] == 3  # the old file, its emptied folder, the link
+    assert not old.exists()
+    assert not (scratch / "old-folder").exists()
+    assert not link.is_symlink()
+    assert fresh.exists()
+    assert stored.exists()
+
+
+def test_cleanup_temp_without_a_scratch_folder_is_a_no_op(tmp_path: Path, clock: FakeClock) -> None:
+    """A data folder without tmp/ is fine: nothing removed, success."""
+    result = cleanup_temp(tmp_path / "absent", clock)
+    assert (result.status, result.metadata["removed"]) == (RunStatus.SUCCESS, 0)
+
+
+class MemoryRecorder:
+    """The RunRecorder port in memory."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, RunResult]] = []
+
+    def start(self, scraper_name: str, metadata: dict[str, Any] | None = None) -> Any:
+        return attrs.make_class(
+            "Running", {"id": attrs.field(), "started_at": attrs.field(), "name": attrs.field()}
+        )(len(self.finished) + 1, datetime.now(UTC), scraper_name)
+
+    def finish(self, run: Any, result: RunResult) -> None:
+        self.finished.append((run.name, result))
+
+    def recent(self, scraper_name: str | None = None, limit: int = 20) -> list[RunLog]:
+        return []
+
+
+def test_bootstrap_wires_the_collage_host(
+    queue: FakeQueue, store: FakeStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """The runner's three jobs run through bootstrap, logged under the document's names."""
+    product = _stock(queue, store, 1, PHOTOS)
+    recorder = MemoryRecorder()
+    config = Config.from_env({"DATA_DIR": str(tmp_path), "COLLAGE_QUALITY": "90"})
+    with bootstrap(
+        config, queue_collage=queue, object_store=store, recorder=recorder, clock=clock
+    ) as jobs:
+        for name in ("process_new", "retry_failed", "cleanup_temp"):
+            assert jobs.job("collage", name).run().status == RunStatus.SUCCESS
+    assert [name for name, _ in recorder.finished] == [
+        "process_new",
+        "collage.retry_failed",
+        "collage.cleanup_temp",
+    ]
+    key = collage_key("zara", product.external_id)
+    collage = Image.open(io.BytesIO(store.objects[key]))
+    assert collage.format == "JPEG"
+    assert queue.rows[product.id].status is ImageStatus.COLLAGE_READY
+    # COLLAGE_QUALITY reaches the builder: the tables are those of quality 90.
+    reference = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(reference, "JPEG", quality=90, subsampling=0)
+    assert collage.quantization == Image.open(reference).quantization  # type: ignore[attr-defined]
