@@ -205,7 +205,47 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
 
 
 def _wire_collage(resources: Resources) -> _Wiring:
-    return iter(())
+    # Adapters are built when a job is: retry_failed and cleanup_temp need no object store,
+    # and bad S3 settings fail process_new with exit code 2 before a run log is opened.
+    from undecat.jobs import collage  # noqa: PLC0415
+
+    config = resources.config
+
+    def process_new() -> Job:
+        from undecat.adapters.imaging.collage import PillowCollageBuilder  # noqa: PLC0415
+
+        stage = collage.CollageStage(
+            queue=resources.queue(Stage.COLLAGE),
+            store=resources.object_store(),
+            build=resources.get(
+                "collage_builder", lambda: PillowCollageBuilder(quality=config.collage_quality)
+            ),
+            clock=resources.clock(),
+            owner=resources.owner(),
+            batch_size=config.batch_size,
+            lease=resources.lease(),
+        )
+        return Job(_scraper_name("collage", "process_new"), stage.process_new, resources.recorder())
+
+    def retry_failed() -> Job:
+        queue = resources.queue(Stage.COLLAGE)
+        return Job(
+            _scraper_name("collage", "retry_failed"),
+            lambda: collage.retry_failed(queue),
+            resources.recorder(),
+        )
+
+    def cleanup_temp() -> Job:
+        clock = resources.clock()
+        return Job(
+            _scraper_name("collage", "cleanup_temp"),
+            lambda: collage.cleanup_temp(config.data_dir, clock),
+            resources.recorder(),
+        )
+
+    yield ("collage", "process_new"), process_new
+    yield ("collage", "retry_failed"), retry_failed
+    yield ("collage", "cleanup_temp"), cleanup_temp
 
 
 # --- ximilar_sync host ----------------------------------------------------------------------
