@@ -97,6 +97,16 @@ class Resources:
             "object_store", lambda: open_object_store(self.config), lambda store: store.close()
         )
 
+    def photo_fetcher(self) -> Any:
+        """The one photo fetcher of the process (``PROXY_URL``): its pool and in-flight cap."""
+        from undecat.adapters.http import FetchSettings, ProxyPhotoFetcher  # noqa: PLC0415
+
+        return self.get(
+            "photo_fetcher",
+            lambda: ProxyPhotoFetcher(FetchSettings.from_config(self.config), clock=self.clock()),
+            lambda fetcher: fetcher.close(),
+        )
+
     def recorder(self) -> Any:
         """The ``scraper_logs`` writer."""
         from undecat.adapters.postgres import PostgresRunRecorder  # noqa: PLC0415
@@ -198,7 +208,58 @@ def _wire_apify(resources: Resources) -> _Wiring:
 
 
 def _wire_photo_downloader(resources: Resources) -> _Wiring:
-    return iter(())
+    # Adapters are built when a job is: retry_failed needs no proxy nor object store.
+    from undecat.jobs import download  # noqa: PLC0415
+
+    host, config = "photo_downloader", resources.config
+
+    def stage() -> download.PhotoDownloader:
+        from undecat.adapters.imaging.validate import PhotoValidator  # noqa: PLC0415
+
+        return download.PhotoDownloader(
+            queue=resources.queue(Stage.DOWNLOAD),
+            fetcher=resources.photo_fetcher(),
+            preparer=resources.get(
+                "photo_validator", lambda: PhotoValidator(max_pixels=config.max_photo_pixels)
+            ),
+            store=resources.object_store(),
+            clock=resources.clock(),
+            settings=download.DownloadSettings(
+                owner=resources.owner(),
+                lease=resources.lease(),
+                batch_size=config.batch_size,
+                concurrency=config.concurrent_downloads,
+                photos_per_product=config.photos_per_product,
+                product_timeout=config.product_timeout,
+            ),
+            secrets=resources.secrets(),
+        )
+
+    def download_pending() -> Job:
+        work = stage().download_pending
+        return Job(_scraper_name(host, "download_pending"), work, resources.recorder())
+
+    def retry_failed() -> Job:
+        queue = resources.queue(Stage.DOWNLOAD)
+        return Job(
+            _scraper_name(host, "retry_failed"),
+            lambda: download.retry_failed(queue),
+            resources.recorder(),
+        )
+
+    def cleanup_temp() -> Job:
+        from undecat.jobs.collage import cleanup_temp as clear_scratch  # noqa: PLC0415
+
+        clock = resources.clock()
+        return Job(
+            _scraper_name(host, "cleanup_temp"),
+            lambda: clear_scratch(config.data_dir, clock),
+            resources.recorder(),
+        )
+
+    yield (host, "download_pending"), download_pending
+    yield (host, "retry_failed"), retry_failed
+    yield (host, "cleanup_temp"), cleanup_temp
 
 
 # --- collage host ---------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Config:
     backoff_schedule: tuple[float, ...] = (5.0, 15.0, 45.0)
     allowed_photo_hosts: tuple[str, ...] = DEFAULT_ALLOWED_PHOTO_HOSTS
     max_photo_bytes: int = 25 * 1024 * 1024
+    max_photo_pixels: int = 40_000_000
     photos_per_product: int = 5
 
     # Object storage. ``s3_endpoint`` None means the embedded filesystem store in DATA_DIR.
@@ -142,6 +143,7 @@ class Config:
             backoff_schedule=env.float_list("BACKOFF_SCHEDULE", (5.0, 15.0, 45.0)),
             allowed_photo_hosts=env.word_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
             max_photo_bytes=env.number("MAX_PHOTO_BYTES", int, 25 * 1024 * 1024, minimum=1),
+            max_photo_pixels=env.number("MAX_PHOTO_PIXELS", int, 40_000_000, minimum=1),
             s3_endpoint=env.endpoint("S3_ENDPOINT"),
             s3_access_key=env.secret("S3_ACCESS_KEY"),
             s3_secret_key=env.secret("S3_SECRET_KEY"),

@@ -168,11 +168,22 @@ class CatalogSource(Protocol):
 
 
 class FetchedPhoto(Protocol):
-    """A photo's bytes as fetched, before validation."""
+    """A photo's bytes as fetched, before validation (read-only, so frozen models fit)."""
 
-    url: str
-    content: bytes
-    content_type: str | None
+    @property
+    def url(self) -> str:
+        """The URL the photo was asked for."""
+        ...
+
+    @property
+    def content(self) -> bytes:
+        """The body as received."""
+        ...
+
+    @property
+    def content_type(self) -> str | None:
+        """The ``Content-Type`` the server gave, if any."""
+        ...
 
 
 class PhotoFetcher(Protocol):

@@ -1,0 +1,293 @@
+"""The photo downloader stage (photo_downloader host): the originals of every ``pending`` product.
+
+``download_pending`` claims ``pending`` products (the ``download`` lease) in ``BATCH_SIZE``
+batches until none is left. The products of a batch are worked on ``CONCURRENT_DOWNLOADS``
+at a time; for each, up to five photos are fetched in catalog order, validated, and uploaded
+to ``originals/{brand}/{external_id}/{n}.jpg`` (``n`` = 1, 2, ...). Only when every photo is
+stored is the claim completed with their public URLs (``uploaded``). ``retry_failed``
+re-queues the stage's ``error`` rows with attempts left.
+
+Failure handling, the rule of every stage:
+
+* a **product error** (404, not an image, too large, too slow -- anything
+  :class:`~undecat.errors.ProductError`) marks that product ``error`` with a short message
+  naming the photo, and the batch goes on;
+* an **outage** (proxy down or refusing the credentials, S3 unreachable, database gone --
+  :class:`~undecat.errors.OutageError`) stops the batch: no new product is started, the
+  products in flight finish, every claim not settled is released untouched (the attempt
+  does not count), and the run ends ``failed``. Product errors reported after the outage are
+  not trusted (a proxy dying mid-body looks like a photo cut short) and are released too.
+
+Nothing is lost if the process dies anywhere: a photo uploaded before a crash is simply
+uploaded again to the same key when the lease lapses and another run claims the product,
+and the row only ever says ``uploaded`` once all its photos are in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Protocol
+
+import attrs
+
+from undecat.domain.keys import original_key
+from undecat.domain.models import Claim, Product, RunResult
+from undecat.domain.stages import PhotosStored
+from undecat.domain.status import RunStatus
+from undecat.errors import OutageError, ProductError
+from undecat.ports import Clock, FetchedPhoto, ObjectStore, PhotoFetcher, WorkQueue
+from undecat.redact import redact_text, redact_url
+
+__all__ = [
+    "DownloadSettings",
+    "PhotoDownloader",
+    "PhotoPreparer",
+    "PreparedPhoto",
+    "retry_failed",
+]
+
+_log = logging.getLogger("undecat.jobs.download")
+_MESSAGE_LIMIT = 500
+
+
+class PreparedPhoto(Protocol):
+    """A validated photo, as it is to be stored."""
+
+    @property
+    def content(self) -> bytes:
+        """The bytes to store."""
+        ...
+
+    @property
+    def content_type(self) -> str:
+        """Their content type."""
+        ...
+
+
+class PhotoPreparer(Protocol):
+    """Validates a fetched photo and gives the bytes to store (Pillow, in the adapters)."""
+
+    def prepare(self, photo: FetchedPhoto) -> PreparedPhoto:
+        """Return what to store; :class:`~undecat.errors.PhotoError` if the photo is unusable."""
+        ...
+
+
+@attrs.frozen
+class DownloadSettings:
+    """How the stage claims and paces its work."""
+
+    owner: str
+    lease: timedelta
+    batch_size: int = 200
+    concurrency: int = 10
+    photos_per_product: int = 5
+    product_timeout: float = 120.0
+    max_batches: int | None = None  # None: until no pending product is left
+
+
+@attrs.define
+class _Tally:
+    """Counts of one run, shared by the worker threads (guarded by ``lock``)."""
+
+    claimed: int = 0
+    stored: int = 0
+    failed: int = 0
+    lease_lost: int = 0
+    released: int = 0
+    photos: int = 0
+    batches: int = 0
+    lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+@attrs.define
+class _Batch:
+    """One claimed batch: which claims are settled, and the outage that stopped it."""
+
+    claims: Sequence[Claim]
+    settled: set[int] = attrs.field(factory=set)
+    outage: OutageError | None = None
+    stop: threading.Event = attrs.field(factory=threading.Event)
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def settle(self, claim: Claim) -> None:
+        with self.lock:
+            self.settled.add(claim.product.id)
+
+    def halt(self, exc: OutageError) -> None:
+        with self.lock:
+            if self.outage is None:
+                self.outage = exc
+        self.stop.set()
+
+    def unsettled(self) -> list[Claim]:
+        with self.lock:
+            return [c for c in self.claims if c.product.id not in self.settled]
+
+
+@attrs.frozen
+class PhotoDownloader:
+    """The download stage over its ports; see the module docstring."""
+
+    queue: WorkQueue
+    fetcher: PhotoFetcher
+    preparer: PhotoPreparer
+    store: ObjectStore
+    clock: Clock
+    settings: DownloadSettings
+    secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+
+    def download_pending(self) -> RunResult:
+        """Download the photos of every pending product, batch after batch."""
+        tally = _Tally()
+        s = self.settings
+        while s.max_batches is None or tally.batches < s.max_batches:
+            try:
+                claims = self.queue.claim(s.owner, s.batch_size, s.lease)
+            except OutageError as exc:
+                return self._result(tally, exc)
+            if not claims:
+                break
+            tally.add(batches=1, claimed=len(claims))
+            outage = self._run_batch(claims, tally)
+            if outage is not None:
+                return self._result(tally, outage)
+        return self._result(tally, None)
+
+    def _run_batch(self, claims: Sequence[Claim], tally: _Tally) -> OutageError | None:
+        """Work one batch; release what is left unsettled; return the outage, if any."""
+        batch = _Batch(claims)
+        workers = max(1, min(self.settings.concurrency, len(claims)))
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="undecat-download") as pool:
+                for future in [pool.submit(self._work, claim, batch, tally) for claim in claims]:
+                    future.result()
+        finally:
+            self._release(batch, tally)
+        return batch.outage
+
+    def _release(self, batch: _Batch, tally: _Tally) -> None:
+        left = batch.unsettled()
+        if not left:
+            return
+        try:
+            released = self.queue.release(left)
+        except OutageError as exc:
+            # The database is gone too: the leases lapse on their own and the rows come back.
+            _log.warning("download: could not release %d claim(s): %s", len(left), exc)
+            return
+        tally.add(released=released)
+
+    def _work(self, claim: Claim, batch: _Batch, tally: _Tally) -> None:
+        """Download one product and settle its claim (complete or fail), unless stopped."""
+        if batch.stop.is_set():
+            return
+        product = claim.product
+        try:
+            urls = self._store_photos(product, tally)
+        except OutageError as exc:
+            batch.halt(exc)
+            return
+        except ProductError as exc:
+            if batch.stop.is_set():
+                return  # maybe the outage's doing: handed back, not marked
+            self._settle(claim, batch, tally, error=self._message(exc))
+            return
+        self._settle(claim, batch, tally, urls=urls)
+
+    def _settle(
+        self,
+        claim: Claim,
+        batch: _Batch,
+        tally: _Tally,
+        *,
+        urls: tuple[str, ...] = (),
+        error: str | None = None,
+    ) -> None:
+        try:
+            if error is None:
+                held = self.queue.complete(claim, PhotosStored(urls))
+            else:
+                held = self.queue.fail(claim, error)
+        except OutageError as exc:
+            batch.halt(exc)
+            return
+        batch.settle(claim)
+        if not held:
+            tally.add(lease_lost=1)
+            _log.warning("download: lease of %s lost before it was written", _name(claim.product))
+        elif error is None:
+            tally.add(stored=1)
+        else:
+            tally.add(failed=1)
+            _log.info("download: %s failed: %s", _name(claim.product), error)
+
+    def _store_photos(self, product: Product, tally: _Tally) -> tuple[str, ...]:
+        """Fetch, validate and upload every photo of ``product`` in order; return their URLs."""
+        sources = [
+            # The catalog keeps the CDN's width placeholder; the document asks for 1920.
+            url.replace("{width}", "1920")
+            for url in product.original_image_urls[: self.settings.photos_per_product]
+        ]
+        if not sources:
+            raise ProductError("the product has no photo URLs", product=_name(product))
+        deadline = self.clock.monotonic() + self.settings.product_timeout
+        stored: list[str] = []
+        for n, url in enumerate(sources, start=1):
+            try:
+                photo = self.preparer.prepare(self.fetcher.fetch(url, deadline=deadline))
+            except ProductError as exc:
+                where = f"photo {n} of {len(sources)} ({redact_url(url)})"
+                raise ProductError(f"{where}: {exc}", product=_name(product)) from exc
+            key = original_key(product.brand, product.external_id, n)
+            stored.append(self.store.put(key, photo.content, photo.content_type))
+            tally.add(photos=1)
+        return tuple(stored)
+
+    def _message(self, exc: ProductError) -> str:
+        """A short, readable ``error_message`` with no secret in it."""
+        text = redact_text(f"download: {exc}", self.secrets)
+        return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+    def _result(self, tally: _Tally, outage: OutageError | None) -> RunResult:
+        message = None
+        if outage is not None:
+            message = redact_text(f"{type(outage).__name__}: {outage}", self.secrets)
+            _log.error("download: stopped by an outage: %s", message)
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.PARTIAL if tally.failed else RunStatus.SUCCESS
+        return RunResult(
+            status=status,
+            records_fetched=tally.claimed,
+            records_new=tally.stored,
+            records_errors=tally.failed,
+            error_message=message,
+            metadata={
+                "batches": tally.batches,
+                "photos_stored": tally.photos,
+                "lease_lost": tally.lease_lost,
+                "released": tally.released,
+            },
+        )
+
+
+def retry_failed(queue: WorkQueue) -> RunResult:
+    """Send the stage's ``error`` products with attempts left back to ``pending``."""
+    requeued = queue.requeue_failed()
+    _log.info("download: %d failed product(s) requeued", requeued)
+    return RunResult(
+        status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
+    )
+
+
+def _name(product: Product) -> str:
+    return f"{product.brand}/{product.external_id}"
