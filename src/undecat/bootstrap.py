@@ -201,7 +201,58 @@ def _scraper_name(host: str, name: str) -> str:
 
 
 def _wire_apify(resources: Resources) -> _Wiring:
-    return iter(())
+    # One collect job per brand. The runner's extra arguments (override "argv") choose the
+    # source: the brand's Apify task, or an export file (--from-file PATH); a missing token
+    # or task id is a ConfigError here, before any run log is opened (exit code 2).
+    def collect(brand: str) -> Job:
+        from undecat.adapters.apify import (  # noqa: PLC0415
+            ApifyCatalogSource,
+            CollectOptions,
+            FileCatalogSource,
+            mapper_for,
+        )
+        from undecat.adapters.postgres import PostgresCatalogStore  # noqa: PLC0415
+        from undecat.jobs.collect import CollectJob  # noqa: PLC0415
+
+        config = resources.config
+        name = f"apify_{brand}"
+        options = CollectOptions.parse(
+            resources.get("argv", tuple), prog=f"runners/apify.py {name}"
+        )
+        source: Any
+        if options.from_file is not None:
+            path = options.from_file
+            source, kind = resources.get("file_source", lambda: FileCatalogSource(path)), "file"
+        else:
+            token = _required(config.apify_token, "APIFY_TOKEN")
+            source = resources.get(
+                "apify_source",
+                lambda: ApifyCatalogSource(
+                    token,
+                    tasks=config.apify_tasks,
+                    api_url=config.apify_api_url,
+                    wait=timedelta(seconds=config.apify_wait_seconds),
+                ),
+            )
+            source.task_id(brand)  # ConfigError naming APIFY_TASK_<BRAND> when unset
+            kind = "apify"
+        store = resources.get("catalog_store", lambda: PostgresCatalogStore(resources.staging_db()))
+        work = CollectJob(
+            brand=brand,
+            source=source,
+            store=store,
+            mapper=mapper_for(brand),
+            clock=resources.clock(),
+            source_kind=kind,
+            delist=options.delist,
+        )
+        return Job(_scraper_name("apify", name), work, resources.recorder())
+
+    def factory(brand: str) -> Callable[[], Job]:
+        return lambda: collect(brand)
+
+    for brand in BRANDS:
+        yield ("apify", f"apify_{brand}"), factory(brand)
 
 
 # --- photo_downloader host ------------------------------------------------------------------
