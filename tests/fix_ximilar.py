@@ -21,6 +21,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from undecat.adapters.postgres.rows import PRODUCT_COLUMNS, product_from_row
+from undecat.adapters.ximilar import RateLimiter, XimilarClient
+from undecat.domain.ximilar import photo_slots
+from undecat.ports import Clock
+from undecat.redact import Secret
+
 TOKEN = "xim-test-token-5f1c9a"
 COLLECTION = "coll-7d2e40b1"
 PREFIX = "similarity/fashion-new/v2"
@@ -264,6 +270,38 @@ def expire_ximilar_leases(dsn: str) -> None:
         "UPDATE raw_products SET ximilar_lease_until = now() - interval '1 second'"
         " WHERE ximilar_owner IS NOT NULL",
     )
+
+
+def client_for(
+    fake: FakeXimilar,
+    clock: Clock,
+    *,
+    token: str = TOKEN,
+    rate: float = 10.0,
+    timeout: float = 0.3,
+    backoff: tuple[float, ...] = (0.5, 1.0, 2.0),
+) -> XimilarClient:
+    """The real client of ``fake``, rate-limited on ``clock`` (close it after use)."""
+    return XimilarClient(
+        fake.url,
+        PREFIX,
+        Secret(token),
+        Secret(COLLECTION),
+        limiter=RateLimiter(rate, clock),
+        clock=clock,
+        timeout=timeout,
+        backoff=backoff,
+    )
+
+
+def record_ids_of(dsn: str, where: str, value: object) -> list[str]:
+    """The record id of every current photo of the product whose ``where`` column is ``value``."""
+    query = f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM raw_products WHERE {where} = %s"
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(query.encode(), (value,))
+        row = cur.fetchone()
+    assert row is not None
+    return [slot.record_id for slot in photo_slots(product_from_row(row))]
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fix_ximilar import COLLECTION, PREFIX, TOKEN, FakeClock, FakeXimilar, serve
+from tests.fix_ximilar import COLLECTION, FakeClock, FakeXimilar, client_for, serve
 from undecat.adapters.clock import SystemClock
-from undecat.adapters.ximilar import RateLimiter, XimilarClient
+from undecat.adapters.ximilar import XimilarClient
 from undecat.adapters.ximilar.wire import parse_reply
 from undecat.domain.ximilar import Confirmed
 from undecat.errors import RemoteServiceError
 from undecat.ports import Clock
-from undecat.redact import Secret
 
 
 def _records(n: int, prefix: str = "r") -> list[dict[str, Any]]:
@@ -27,25 +26,8 @@ def _records(n: int, prefix: str = "r") -> list[dict[str, Any]]:
     ]
 
 
-def _client(
-    fake: FakeXimilar,
-    clock: Clock,
-    *,
-    rate: float = 10.0,
-    token: str = TOKEN,
-    timeout: float = 0.3,
-    backoff: tuple[float, ...] = (0.5, 1.0, 2.0),
-) -> XimilarClient:
-    return XimilarClient(
-        fake.url,
-        PREFIX,
-        Secret(token),
-        Secret(COLLECTION),
-        limiter=RateLimiter(rate, clock),
-        clock=clock,
-        timeout=timeout,
-        backoff=backoff,
-    )
+def _client(fake: FakeXimilar, clock: Clock, **kw: Any) -> XimilarClient:
+    return client_for(fake, clock, **kw)
 
 
 @pytest.fixture

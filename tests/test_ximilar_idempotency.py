@@ -11,23 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fix_ximilar import (
-    COLLECTION,
-    PREFIX,
-    TOKEN,
     FakeClock,
     FakeXimilar,
+    client_for,
     execute,
     expire_ximilar_leases,
+    record_ids_of,
     seed_products,
     serve,
 )
 from tests.test_ximilar_sync import CrashingIndex, SimulatedCrashError
 from undecat.adapters.postgres import Database, PostgresWorkQueue
-from undecat.adapters.ximilar import RateLimiter, XimilarClient
+from undecat.adapters.ximilar import XimilarClient
 from undecat.domain.stages import Stage
 from undecat.errors import OutageError
 from undecat.jobs.ximilar import ximilar_retry, ximilar_sync
-from undecat.redact import Secret
 
 PILOT, PHOTOS = 6, 4
 LEASE = timedelta(minutes=5)
@@ -55,19 +53,6 @@ def _reset(dsn: str) -> list[int]:
     return ids
 
 
-def _record_ids_of(dsn: str, product_id: int) -> list[str]:
-    from undecat.adapters.postgres.rows import PRODUCT_COLUMNS, product_from_row  # noqa: PLC0415
-    from undecat.domain.ximilar import photo_slots  # noqa: PLC0415
-
-    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM raw_products WHERE id = %s", (product_id,)
-        )
-        row = cur.fetchone()
-    assert row is not None
-    return [slot.record_id for slot in photo_slots(product_from_row(row))]
-
-
 def _step(
     step: tuple[Any, ...],
     *,
@@ -89,7 +74,7 @@ def _step(
         except SimulatedCrashError:
             expire_ximilar_leases(dsn)  # the worker is gone; its leases lapse
     elif kind == "refuse":
-        rid = _record_ids_of(dsn, ids[step[1]])[step[2]]
+        rid = record_ids_of(dsn, "id", ids[step[1]])[step[2]]
         fake.fail_records[rid] = (400, "image could not be downloaded")
         ximilar_sync(queue, client, batch_size=4, **run)
         fake.fail_records.clear()
@@ -127,16 +112,7 @@ def test_any_interleaving_ends_with_exactly_the_target_photos_in_the_collection(
     fake = next(server)
     fake.rate_limit = 10.0
     fake.stall_seconds = 0.15
-    client = XimilarClient(
-        fake.url,
-        PREFIX,
-        Secret(TOKEN),
-        Secret(COLLECTION),
-        limiter=RateLimiter(10.0, clock),
-        clock=clock,
-        timeout=0.1,
-        backoff=(0.5, 1.0),
-    )
+    client = client_for(fake, clock, timeout=0.1, backoff=(0.5, 1.0))
     queue = PostgresWorkQueue(
         staging_db, Stage.XIMILAR, max_attempts=100, retry_spacing=timedelta(0)
     )

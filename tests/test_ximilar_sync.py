@@ -17,12 +17,14 @@ from tests.fix_ximilar import (
     TOKEN,
     FakeClock,
     FakeXimilar,
+    client_for,
     execute,
     expire_ximilar_leases,
+    record_ids_of,
     seed_products,
 )
 from undecat.adapters.postgres import Database, PostgresWorkQueue
-from undecat.adapters.ximilar import DryRunIndex, RateLimiter, XimilarClient
+from undecat.adapters.ximilar import DryRunIndex, XimilarClient
 from undecat.bootstrap import bootstrap
 from undecat.config import Config
 from undecat.domain.models import RunResult
@@ -65,16 +67,7 @@ class CrashingIndex:
 def client(fake_ximilar: FakeXimilar, ximilar_clock: FakeClock) -> Iterator[XimilarClient]:
     """The real client of the fake collection, both held to 10 requests/s on the fake clock."""
     fake_ximilar.rate_limit = 10.0
-    made = XimilarClient(
-        fake_ximilar.url,
-        PREFIX,
-        Secret(TOKEN),
-        Secret(COLLECTION),
-        limiter=RateLimiter(10.0, ximilar_clock),
-        clock=ximilar_clock,
-        timeout=0.3,
-        backoff=(0.5, 1.0, 2.0),
-    )
+    made = client_for(fake_ximilar, ximilar_clock)
     yield made
     made.close()
 
@@ -232,7 +225,7 @@ def test_a_refused_photo_fails_its_product_and_retry_never_pays_twice(
 ) -> None:
     """A refused record marks only its SKU error with the reason; ximilar_retry finishes it."""
     seed_products(staging_dsn, 3)
-    plan_ids = _expected_ids(staging_dsn, "700000001")
+    plan_ids = record_ids_of(staging_dsn, "external_id", "700000001")
     fake_ximilar.fail_records = {plan_ids[1]: (400, "image could not be downloaded")}
     result = _sync(queue, client)
     assert result.status == "partial"
@@ -269,14 +262,7 @@ def test_an_outage_gives_everything_back_and_marks_nothing(
     collection first); the seven never sent are released with the attempt not counted.
     """
     seed_products(staging_dsn, 12)
-    wrong = XimilarClient(
-        fake_ximilar.url,
-        PREFIX,
-        Secret("not-the-token"),
-        Secret(COLLECTION),
-        limiter=RateLimiter(10.0, ximilar_clock),
-        clock=ximilar_clock,
-    )
+    wrong = client_for(fake_ximilar, ximilar_clock, token="not-the-token")
     try:
         with pytest.raises(RemoteServiceError):
             _sync(queue, wrong)
@@ -376,17 +362,3 @@ def test_bootstrap_wires_the_dry_run_without_a_token_and_the_client_with_one(
         ("ximilar_sync", "success"),
         ("ximilar_retry", "success"),
     ]
-
-
-def _expected_ids(dsn: str, external_id: str) -> list[str]:
-    from undecat.adapters.postgres.rows import PRODUCT_COLUMNS, product_from_row  # noqa: PLC0415
-    from undecat.domain.ximilar import photo_slots  # noqa: PLC0415
-
-    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute(
-            f"SELECT {', '.join(PRODUCT_COLUMNS)} FROM raw_products WHERE external_id = %s",
-            (external_id,),
-        )
-        row = cur.fetchone()
-    assert row is not None
-    return [slot.record_id for slot in photo_slots(product_from_row(row))]
