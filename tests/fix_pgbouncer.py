@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -39,23 +40,33 @@ def _binary() -> str:
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
     if found is None:
-        pytest.fail("pgbouncer is not installed: .ci/run installs it (apt-get install pgbouncer)")
+        raise RuntimeError(
+            "pgbouncer is not installed: .ci/run installs it (apt-get install pgbouncer)"
+        )
     return found
 
 
 @pytest.fixture(scope="session")
 def pgbouncer(pg_server: PgServer) -> Iterator[Bouncer]:
     """PgBouncer, ``pool_mode = transaction``, SCRAM auth like production."""
+    with running_pgbouncer(pg_server.host, pg_server.port, pg_server.user, pg_server.password) as b:
+        yield b
+
+
+@contextlib.contextmanager
+def running_pgbouncer(host: str, port: int, user: str, password: str) -> Iterator[Bouncer]:
+    """Run PgBouncer in front of ``host:port`` until the block ends (tests and benchmarks)."""
+    server_port = port
     work = Path(tempfile.mkdtemp(prefix="undecat-bouncer-"))
     work.chmod(0o777)
     port = free_port()
     # The bouncer logs in to the server with the server's own password (or, on a trust
     # server, with any): the client-facing password is the bouncer's own.
-    server_password = pg_server.password or BOUNCER_PASSWORD
-    (work / "users.txt").write_text(f'"{pg_server.user}" "{BOUNCER_PASSWORD}"\n')
+    server_password = password or BOUNCER_PASSWORD
+    (work / "users.txt").write_text(f'"{user}" "{BOUNCER_PASSWORD}"\n')
     (work / "pgbouncer.ini").write_text(
         f"""[databases]
-* = host={pg_server.host} port={pg_server.port} user={pg_server.user} password={server_password}
+* = host={host} port={server_port} user={user} password={server_password}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -84,10 +95,10 @@ pidfile = {work}/pgbouncer.pid
                 break
         if proc.poll() is not None:
             log = work / "pgbouncer.log"
-            pytest.fail(f"pgbouncer exited: {log.read_text() if log.exists() else ''}")
+            raise RuntimeError(f"pgbouncer exited: {log.read_text() if log.exists() else ''}")
         time.sleep(0.05)
     try:
-        yield Bouncer(port, pg_server.user)
+        yield Bouncer(port, user)
     finally:
         proc.terminate()
         try:

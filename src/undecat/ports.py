@@ -125,8 +125,15 @@ class StatusReport(Protocol):
 class RunningLog(Protocol):
     """An open ``scraper_logs`` row."""
 
-    id: int
-    started_at: datetime
+    @property
+    def id(self) -> int:
+        """The row's id."""
+        ...
+
+    @property
+    def started_at(self) -> datetime:
+        """When the run started."""
+        ...
 
 
 class RunRecorder(Protocol):

@@ -1,10 +1,11 @@
 """The collect stage's side of ``raw_products``: batched, change-aware upsert and delisting.
 
-One statement per batch: the drafts travel as parallel arrays through ``unnest`` into one
-``INSERT ... ON CONFLICT DO UPDATE``. What changed is read from a snapshot of the rows taken
-by the same statement, and the downstream reset (photos changed -> pending; metadata changed
--> sync pending) is done by the trigger of migration 0002, so this statement names only
-catalog columns -- the only ones the ``apify`` role may write.
+One statement per batch: the drafts travel as one JSON document through
+``jsonb_to_recordset`` into one ``INSERT ... ON CONFLICT DO UPDATE``. What changed is read
+from a snapshot of the rows taken by the same statement, and the downstream reset (photos
+changed -> pending; metadata changed -> sync pending) is done by the trigger of migration
+0002, so this statement names only catalog columns -- the only ones the ``apify`` role may
+write.
 """
 
 from __future__ import annotations
@@ -21,26 +22,30 @@ __all__ = ["PostgresCatalogStore"]
 
 _UPSERT = """
 WITH incoming AS (
-    SELECT * FROM unnest(
-        %(source)s::text[], %(external_id)s::text[], %(brand)s::text[], %(name)s::text[],
-        %(description)s::text[], %(price)s::numeric[], %(currency)s::text[],
-        %(category)s::text[], %(colour)s::text[], %(sizes)s::text[], %(composition)s::text[],
-        %(photos)s::text[], %(raw)s::text[]
-    ) AS t(source, external_id, brand, name, description, price, currency, category,
-           colour, sizes, composition, photos, raw)
+    SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS t(
+        source text, external_id text, brand text, name text, description text,
+        price numeric, currency text, category text, colour text, sizes jsonb,
+        composition text, photos jsonb, raw jsonb)
 ),
 before AS (
-    SELECT p.source, p.external_id, p.original_image_urls, p.delisted_at,
-           (p.name, p.description, p.price, p.currency, p.category, p.colour, p.sizes,
-            p.composition) AS meta
-    FROM raw_products p JOIN incoming i USING (source, external_id)
+    -- One index probe per incoming row. OFFSET 0 keeps the planner from flattening the
+    -- lateral into a hash join over the whole table (a full scan per batch).
+    SELECT i.source, i.external_id, p.original_image_urls, p.delisted_at, p.meta
+    FROM incoming i CROSS JOIN LATERAL (
+        SELECT r.original_image_urls, r.delisted_at,
+               (r.name, r.description, r.price, r.currency, r.category, r.colour, r.sizes,
+                r.composition) AS meta
+        FROM raw_products r
+        WHERE r.source = i.source AND r.external_id = i.external_id
+        OFFSET 0
+    ) p
 ),
 upserted AS (
     INSERT INTO raw_products AS p (
         source, external_id, brand, name, description, price, currency, category, colour,
         sizes, composition, original_image_urls, raw_data, scraped_at, image_status)
     SELECT source, external_id, brand, name, description, price, currency, category, colour,
-           sizes::jsonb, composition, photos::jsonb, raw::jsonb, %(scraped_at)s, 'pending'
+           sizes, composition, photos, raw, %(scraped_at)s, 'pending'
     FROM incoming
     ON CONFLICT (source, external_id) DO UPDATE SET
         name = EXCLUDED.name,
@@ -95,7 +100,7 @@ class PostgresCatalogStore:
         for start in range(0, len(drafts), self._batch_size):
             batch = drafts[start : start + self._batch_size]
             with self._db.transaction(f"upserting {len(batch)} products") as cur:
-                cur.execute(_UPSERT, {**_columns(batch), "scraped_at": scraped_at})
+                cur.execute(_UPSERT, {"batch": _batch_json(batch), "scraped_at": scraped_at})
                 row = cur.fetchone()
             if row is None:  # pragma: no cover  # an aggregate always returns one row
                 raise UndecatError("upsert_products: no summary row")
@@ -128,19 +133,31 @@ class PostgresCatalogStore:
             return cur.rowcount
 
 
-def _columns(batch: Sequence[ProductDraft]) -> dict[str, list[object]]:
-    return {
-        "source": [d.source for d in batch],
-        "external_id": [d.external_id for d in batch],
-        "brand": [d.brand for d in batch],
-        "name": [d.name for d in batch],
-        "description": [d.description for d in batch],
-        "price": [d.price for d in batch],
-        "currency": [d.currency for d in batch],
-        "category": [d.category for d in batch],
-        "colour": [d.colour for d in batch],
-        "sizes": [json.dumps(list(d.sizes), ensure_ascii=False) for d in batch],
-        "composition": [d.composition for d in batch],
-        "photos": [json.dumps(list(d.original_image_urls), ensure_ascii=False) for d in batch],
-        "raw": [json.dumps(d.raw_data, ensure_ascii=False) for d in batch],
-    }
+def _batch_json(batch: Sequence[ProductDraft]) -> str:
+    """The batch as one JSON array, parsed once by the server (``jsonb_to_recordset``).
+
+    One document instead of thirteen parallel arrays: psycopg escapes array elements one by
+    one in Python, which cost three quarters of the upsert's time with real raw items.
+    """
+    return json.dumps(
+        [
+            {
+                "source": d.source,
+                "external_id": d.external_id,
+                "brand": d.brand,
+                "name": d.name,
+                "description": d.description,
+                "price": None if d.price is None else str(d.price),
+                "currency": d.currency,
+                "category": d.category,
+                "colour": d.colour,
+                "sizes": list(d.sizes),
+                "composition": d.composition,
+                "photos": list(d.original_image_urls),
+                "raw": d.raw_data,
+            }
+            for d in batch
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )

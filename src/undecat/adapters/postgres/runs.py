@@ -13,6 +13,7 @@ from undecat.adapters.postgres.rows import run_log_from_row
 from undecat.domain.models import RunLog, RunResult, StatusCount
 from undecat.domain.status import RunStatus
 from undecat.errors import UndecatError
+from undecat.ports import RunningLog
 from undecat.redact import redact_text
 
 __all__ = ["OpenRun", "PostgresRunRecorder", "PostgresStatusReport"]
@@ -49,7 +50,7 @@ class PostgresRunRecorder:
             raise UndecatError("scraper_logs: INSERT returned no row")
         return OpenRun(id=row["id"], started_at=row["started_at"])
 
-    def finish(self, run: Any, result: RunResult) -> None:
+    def finish(self, run: RunningLog, result: RunResult) -> None:
         """Close the run row with counts, duration, error text and metadata."""
         error = (
             None
