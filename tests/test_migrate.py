@@ -76,7 +76,7 @@ def test_an_edited_applied_file_stops_the_run_before_anything_new(
     first.write_text(first.read_text() + "\n-- a harmless-looking edit\n")
     (root / "staging" / "0999_new.sql").write_text("CREATE TABLE should_not_exist (x int);")
     with pytest.raises(
-        MigrationError, match="0001_initial_schema.sql was edited after it was applied"
+        MigrationError, match=r"0001_initial_schema\.sql was edited after it was applied"
     ):
         apply_migrations(fresh, "staging", root)
     with psycopg.connect(fresh.reveal()) as conn:
@@ -89,7 +89,7 @@ def test_a_failing_file_leaves_nothing_half_applied(fresh: Secret, tmp_path: Pat
     (root / "staging" / "0999_broken.sql").write_text(
         "CREATE TABLE half_done (x int);\nSELECT no_such_function();\n"
     )
-    with pytest.raises(MigrationError, match="0999_broken.sql failed, nothing of it applied"):
+    with pytest.raises(MigrationError, match=r"0999_broken\.sql failed, nothing of it applied"):
         apply_migrations(fresh, "staging", root)
     with psycopg.connect(fresh.reveal()) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
@@ -107,7 +107,7 @@ def test_misnamed_and_duplicate_numbers_are_refused(tmp_path: Path) -> None:
         load_migrations("staging", tmp_path)
     (folder / "0001_b.sql").unlink()
     (folder / "2_Bad Name.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_lower_case.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_lower_case\.sql"):
         load_migrations("staging", tmp_path)
 
 
