@@ -5,9 +5,10 @@ test on it (with the endpoint and keys, and the ``S3_*`` environment of a Config
 it); ``s3_down`` an S3 endpoint nobody listens on; ``s3_factory`` starts extra servers a test
 may stop half-way (an S3 outage in the middle of a batch).
 
-Each SeaweedFS service also listens on its HTTP port + 10000 (gRPC), so ports are chosen in
-pairs that are both free. The server is started in its own process group and the whole group
-is killed on teardown, because ``weed`` does not stop promptly on SIGTERM.
+The server is three ``weed`` services (master, then volume and filer with its S3 gateway),
+all in one process group of their own, killed as a group on teardown because ``weed`` does
+not stop promptly on SIGTERM. Each service also listens on its HTTP port + 10000 (gRPC),
+so ports are chosen in pairs that are both free (and below 65536).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
+import urllib3
 
 from undecat.adapters.postgres.embedded import free_port
 
@@ -112,9 +114,9 @@ def make_client(
 class SeaweedS3:
     """One running SeaweedFS server with an S3 gateway."""
 
-    def __init__(self, workdir: Path, proc: subprocess.Popen[bytes], s3_port: int) -> None:
+    def __init__(self, workdir: Path, s3_port: int) -> None:
         self.workdir = workdir
-        self.proc = proc
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.port = s3_port
         self.endpoint = f"http://127.0.0.1:{s3_port}"
         self.access_key = ACCESS_KEY
@@ -139,45 +141,107 @@ class SeaweedS3:
             )
         )
         master, volume, filer, s3 = _twin_ports(4)
-        argv = [
-            weed_binary(),
-            "server",
-            f"-dir={workdir / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-master.port={master}",
-            f"-volume.port={volume}",
-            f"-filer.port={filer}",
-            "-s3",
-            f"-s3.port={s3}",
-            f"-s3.config={workdir / 'identities.json'}",
-            # Real S3 has no buckets that appear on first upload: a missing bucket must fail.
-            "-s3.autoCreateBucket=false",
-            # These side servers default to fixed ports (8181, 9101), which would collide
-            # between two servers of one run or two test runs on one machine.
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=64",
-            # Every bucket is a collection with volumes of its own; the default cap of 8
-            # volumes would run out after the first bucket of a test session.
-            "-volume.max=0",
-            "-master.telemetry=false",
-        ]
-        (workdir / "data").mkdir()
-        log = (workdir / "weed.log").open("wb")
+        weed = weed_binary()
+        common = ["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+        for folder in ("master", "volume", "filer"):
+            (workdir / folder).mkdir()
+        server = cls(workdir, s3)
         try:
-            proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+            # Master first, alone: a volume server or filer that contacts the master before
+            # its election backs off for seconds ("weed server", or starting all three at
+            # once, takes 4 s or 9 s at random); started after it, they register at once
+            # and start-up is a steady ~5 s.
+            server._spawn(
+                "master",
+                [
+                    weed,
+                    "master",
+                    f"-mdir={workdir / 'master'}",
+                    *common,
+                    f"-port={master}",
+                    "-volumeSizeLimitMB=64",
+                    "-telemetry=false",
+                ],
             )
-        finally:
-            log.close()
-        server = cls(workdir, proc, s3)
-        try:
+            server._wait_leader(master)
+            server._spawn(
+                "volume",
+                [
+                    weed,
+                    "volume",
+                    f"-dir={workdir / 'volume'}",
+                    *common,
+                    f"-port={volume}",
+                    f"-master=127.0.0.1:{master}",
+                    # Every bucket is a collection with volumes of its own; the default cap
+                    # of 8 volumes would run out after the first bucket of a session.
+                    "-max=0",
+                ],
+            )
+            server._spawn(
+                "filer",
+                [
+                    weed,
+                    "filer",
+                    f"-defaultStoreDir={workdir / 'filer'}",
+                    *common,
+                    f"-port={filer}",
+                    f"-master=127.0.0.1:{master}",
+                    "-s3",
+                    f"-s3.port={s3}",
+                    f"-s3.config={workdir / 'identities.json'}",
+                    # Real S3 has no buckets that appear on first upload: a missing bucket
+                    # must fail.
+                    "-s3.autoCreateBucket=false",
+                    # These side servers default to fixed ports (8181, 9101), which would
+                    # collide between two servers of one run or two runs on one machine.
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                ],
+            )
             server._wait_ready()
         except BaseException:
             server.stop()
             raise
         return server
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        """Start one weed service in the server's process group, logging to ``{name}.log``."""
+        log = (self.workdir / f"{name}.log").open("wb")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                # The first service leads a new process group (0: its own pid) and the
+                # others join it, so one killpg stops them all. (Not a new session: a
+                # process cannot join a group of another session.)
+                process_group=self.procs[0].pid if self.procs else 0,
+            )
+        finally:
+            log.close()
+        self.procs.append(proc)
+
+    def _wait_leader(self, port: int) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        with urllib3.PoolManager(timeout=1.0, retries=False) as http:
+            while True:
+                self._check_alive()
+                try:
+                    answer = http.request("GET", f"http://127.0.0.1:{port}/cluster/status")
+                    if answer.status == 200 and answer.json().get("IsLeader"):
+                        return
+                except (urllib3.exceptions.HTTPError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"SeaweedFS master elected no leader:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def _check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                pytest.fail(f"weed exited with {proc.returncode}:\n{self.log_tail()}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -191,8 +255,7 @@ class SeaweedS3:
 
     def _retry(self, deadline: float, step: Callable[[], object]) -> None:
         while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"weed exited with {self.proc.returncode}:\n{self.log_tail()}")
+            self._check_alive()
             try:
                 step()
             except botocore.exceptions.ClientError as exc:
@@ -207,13 +270,13 @@ class SeaweedS3:
                 pytest.fail(f"SeaweedFS S3 did not come up ({error}):\n{self.log_tail()}")
             time.sleep(0.05)
 
-    def log_tail(self, lines: int = 30) -> str:
-        """The end of the server's log, for failure messages."""
-        try:
-            text = (self.workdir / "weed.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def log_tail(self, lines: int = 15) -> str:
+        """The end of each service's log, for failure messages."""
+        tails = []
+        for log in sorted(self.workdir.glob("*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(tails) or "(no log)"
 
     def create_bucket(self, prefix: str = "t") -> str:
         """Create an empty bucket with a unique name and return the name.
@@ -246,11 +309,12 @@ class SeaweedS3:
             self.client.delete_bucket(Bucket=name)
 
     def stop(self) -> None:
-        """Kill the server's process group and remove its folder."""
-        if self.proc.poll() is None:
+        """Kill the server's process group and remove its folder (idempotent)."""
+        if self.procs and any(proc.poll() is None for proc in self.procs):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
+                os.killpg(self.procs[0].pid, signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait(timeout=10)
         self.client.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 

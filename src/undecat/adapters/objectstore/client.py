@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import TYPE_CHECKING
 
 import boto3
 import botocore.config
 import botocore.exceptions
-import botocore.session
 
 from undecat.errors import ConfigError
 from undecat.redact import Secret, redact_url
@@ -46,6 +47,18 @@ class S3Settings:
         return f"S3Settings(endpoint={redact_url(self.endpoint)!r}, region={self.region!r})"
 
 
+# Building a client loads botocore's service model and endpoint rules (~0.1 s); one session
+# keeps them loaded for every client of the process. Sessions are not thread-safe, hence
+# the lock around client creation (the clients themselves are).
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    # Credentials and endpoint are always passed explicitly; the session only caches models.
+    return boto3.session.Session()
+
+
 def make_client(settings: S3Settings) -> S3Client:
     """Build a thread-safe S3 client for ``settings``.
 
@@ -64,24 +77,23 @@ def make_client(settings: S3Settings) -> S3Client:
         proxies={},
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first try too (botocore's max_attempts would not).
+        retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
         max_pool_connections=settings.max_pool_connections,
         signature_version="s3v4",
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
     try:
-        # A bare botocore session: no AWS profile or ~/.aws file of the host can change
-        # which keys or endpoint are used.
-        session = boto3.session.Session(botocore_session=botocore.session.Session(profile=None))
-        return session.client(
-            "s3",
-            endpoint_url=settings.endpoint,
-            aws_access_key_id=settings.access_key.reveal(),
-            aws_secret_access_key=settings.secret_key.reveal(),
-            region_name=settings.region,
-            config=config,
-        )
+        with _SESSION_LOCK:
+            return _session().client(
+                "s3",
+                endpoint_url=settings.endpoint,
+                aws_access_key_id=settings.access_key.reveal(),
+                aws_secret_access_key=settings.secret_key.reveal(),
+                region_name=settings.region,
+                config=config,
+            )
     except (botocore.exceptions.BotoCoreError, ValueError) as exc:
         raise ConfigError(
             f"S3_ENDPOINT {redact_url(settings.endpoint)!r} cannot be used: {type(exc).__name__}"

@@ -1,0 +1,147 @@
+"""Object keys: exact layouts, safe segments for any id, and an injective escape rule."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import external_ids
+from undecat.domain.keys import (
+    MAX_KEY_BYTES,
+    MediaKind,
+    collage_key,
+    escape_segment,
+    is_safe_key,
+    original_key,
+    originals_prefix,
+    unescape_segment,
+    user_media_keys,
+    user_prefix,
+)
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_~-]+")
+
+
+def test_ordinary_ids_are_kept_as_they_are() -> None:
+    """Digits, ASCII letters, '-' and '_' reach the key unchanged, in the documented layout."""
+    assert original_key("zara", "495689099", 1) == "originals/zara/495689099/1.jpg"
+    assert original_key("massimodutti", "Ab-9_z", 5) == "originals/massimodutti/Ab-9_z/5.jpg"
+    assert collage_key("zara", "495689099") == "collages/zara/495689099.jpg"
+    assert originals_prefix("zara", "495689099") == "originals/zara/495689099/"
+
+
+def test_escape_examples() -> None:
+    """Unusual characters become ~XX bytes of their UTF-8 form; the empty id a lone ~."""
+    assert escape_segment("a.b") == "a~2Eb"
+    assert escape_segment("..") == "~2E~2E"
+    assert escape_segment("a/b") == "a~2Fb"
+    assert escape_segment("~") == "~7E"
+    assert escape_segment("é") == "~C3~A9"
+    assert escape_segment("") == "~"
+
+
+def test_user_media_layout() -> None:
+    """User media keys follow the bucket layout of the source document."""
+    assert user_media_keys("u1", MediaKind.PHOTO, "p1") == (
+        "u1/photos/p1/original.jpg",
+        "u1/photos/p1/thumb.jpg",
+    )
+    assert user_media_keys("u1", MediaKind.TRYON, "t1") == (
+        "u1/tryon/t1/result.jpg",
+        "u1/tryon/t1/thumb.jpg",
+    )
+    assert user_media_keys("u1", MediaKind.SAVED, "o1") == (
+        "u1/saved/o1/original.jpg",
+        "u1/saved/o1/thumb.jpg",
+    )
+    assert user_prefix("u1") == "u1/"
+
+
+@pytest.mark.parametrize("n", [0, -1, True, 1.0])
+def test_photo_number_must_count_from_one(n: object) -> None:
+    """A photo number that is not a whole number from 1 is refused."""
+    with pytest.raises(ValueError, match="photo number"):
+        original_key("zara", "1", n)  # type: ignore[arg-type]
+
+
+@given(external_ids())
+def test_segment_is_safe(text: str) -> None:
+    """Any text becomes one non-empty segment of [A-Za-z0-9_~-]: no slash, dot or control char."""
+    assert _SEGMENT.fullmatch(escape_segment(text))
+
+
+@given(external_ids(), external_ids(), st.integers(min_value=1, max_value=50))
+def test_keys_have_exactly_the_expected_segments(brand: str, external_id: str, n: int) -> None:
+    """Whatever brand and id hold, keys split into exactly the layout's segments, ids read back."""
+    original = original_key(brand, external_id, n).split("/")
+    assert len(original) == 4
+    assert original[0] == "originals"
+    assert unescape_segment(original[1]) == brand
+    assert unescape_segment(original[2]) == external_id
+    assert original[3] == f"{n}.jpg"
+    collage = collage_key(brand, external_id).split("/")
+    assert len(collage) == 3
+    assert collage[0] == "collages"
+    assert unescape_segment(collage[1]) == brand
+    assert collage[2].endswith(".jpg")
+    assert unescape_segment(collage[2].removesuffix(".jpg")) == external_id
+    for key in (original_key(brand, external_id, n), collage_key(brand, external_id)):
+        assert ".." not in key.split("/")
+        assert "" not in key.split("/")
+
+
+@given(external_ids(), external_ids())
+def test_escape_is_injective(a: str, b: str) -> None:
+    """Two different ids never share a segment (and so never share a key)."""
+    if a != b:
+        assert escape_segment(a) != escape_segment(b)
+        assert collage_key("zara", a) != collage_key("zara", b)
+        assert original_key("zara", a, 1) != original_key("zara", b, 1)
+    else:
+        assert escape_segment(a) == escape_segment(b)
+
+
+@given(external_ids())
+def test_unescape_inverts_escape(text: str) -> None:
+    """Reading a segment back gives the very id that made it, so the rule loses nothing."""
+    assert unescape_segment(escape_segment(text)) == text
+
+
+@given(st.text(max_size=12))
+def test_unescape_rejects_what_escape_never_makes(segment: str) -> None:
+    """A segment is read back only if escaping its id gives exactly that segment again."""
+    try:
+        text = unescape_segment(segment)
+    except ValueError:
+        return
+    assert escape_segment(text) == segment
+
+
+@given(external_ids(), external_ids(), external_ids())
+def test_user_media_keys_stay_in_the_users_folder(user: str, other: str, item: str) -> None:
+    """A user's keys all start with that user's prefix, and no other user's prefix."""
+    for kind in MediaKind:
+        for key in user_media_keys(user, kind, item):
+            assert key.startswith(user_prefix(user))
+            assert len(key.split("/")) == 4
+            if other != user:
+                assert not key.startswith(user_prefix(other))
+
+
+@given(external_ids(), external_ids(), st.integers(min_value=1, max_value=9))
+def test_built_keys_are_safe(brand: str, external_id: str, n: int) -> None:
+    """Every key the rules build passes the stores' safety check (when short enough for S3)."""
+    for key in (original_key(brand, external_id, n), collage_key(brand, external_id)):
+        assert is_safe_key(key) == (len(key.encode()) <= MAX_KEY_BYTES)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "/a", "a//b", "a/", "a/../b", "./a", "a/.", "a\x00b", "a\nb", "a\\b", "a" * 1025],
+)
+def test_unsafe_keys_are_recognised(key: str) -> None:
+    """Empty, '.' or '..' segments, control chars, backslashes, over 1024 bytes: unsafe."""
+    assert not is_safe_key(key)
