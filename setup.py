@@ -1,5 +1,8 @@
-"""Ship the repository's ``sql/`` inside the package (``undecat/sql``), so an installed
-``undecat migrate`` finds the migrations. Everything else is in pyproject.toml."""
+"""Ship the repository's ``sql/`` inside the package as ``undecat/sql``.
+
+An installed ``undecat migrate`` then finds the migrations. Everything else is in
+pyproject.toml.
+"""
 
 from __future__ import annotations
 
