@@ -268,3 +268,28 @@ def fake_apify() -> Iterator[FakeApify]:
         yield api
     finally:
         api.stop()
+
+
+def _serve_generated(count: int, task_id: str) -> None:
+    """Serve ``count`` generated zara items for ``task_id`` until stdin closes (benchmarks).
+
+    Run in its own process, so the fake's JSON encoding neither shares the benchmarked
+    process's CPU time nor shows in its memory.
+    """
+    import sys  # noqa: PLC0415
+
+    from tests.strategies import zara_item  # noqa: PLC0415
+
+    api = FakeApify().start()
+    api.plan(task_id, RunPlan(count=count, item_at=lambda n: zara_item(500_000_000 + n)))
+    print(api.url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        api.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve_generated(int(sys.argv[1]), sys.argv[2])

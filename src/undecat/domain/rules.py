@@ -9,10 +9,10 @@ VARCHAR(100)``, ``colour VARCHAR(100)``), so a value that passes never breaks a 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from undecat.errors import InvalidItemError
 
@@ -54,6 +54,8 @@ def clean_text(value: str) -> str:
     """
     if "\x00" in value:
         value = value.replace("\x00", "")
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -119,19 +121,19 @@ def price_aed(value: object) -> Decimal | None:
     return Decimal(value).scaleb(-2)
 
 
+#: An absolute http(s) URL with a host and no whitespace anywhere (one C-speed match per URL,
+#: as urlsplit per photo was the collect stage's hottest line).
+_PHOTO_URL = re.compile(
+    r"https?://(?:[^\s/?#@]*@)?(?:[^\s/?#:@\[\]]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?(?:[/?#]\S*)?",
+    re.IGNORECASE,
+)
+
+
 def _usable_url(raw: object) -> str | None:
     if not isinstance(raw, str):
         return None
     url = clean_text(raw).strip().replace("{width}", str(PHOTO_WIDTH))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    if any(c.isspace() for c in url):
-        return None
-    return url
+    return url if _PHOTO_URL.fullmatch(url) else None
 
 
 def photo_urls(colours: Iterable[Sequence[object]]) -> tuple[str, ...]:

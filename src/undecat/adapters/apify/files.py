@@ -76,8 +76,7 @@ def iter_json_array(stream: IO[str], *, max_chars: int = MAX_ELEMENT_CHARS) -> I
             value, end = decoder.raw_decode(buf, pos)
         except json.JSONDecodeError:
             value, end = None, -1
-        # A value ending exactly at the buffer's end may be a cut-off number: read on first.
-        if end == -1 or (end == len(buf) and not eof):
+        if end == -1 or (not eof and _may_continue(value, buf, end)):
             if eof:
                 raise MalformedFileError(
                     f"invalid JSON in the array at character {consumed + pos}"
@@ -91,6 +90,13 @@ def iter_json_array(stream: IO[str], *, max_chars: int = MAX_ELEMENT_CHARS) -> I
             continue
         yield value
         pos, expect_value, first = end, False, False
+
+
+def _may_continue(value: Any, buf: str, end: int) -> bool:
+    """Whether a number decoded at the buffer's edge may be cut short ("12" of "12.5")."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False  # strings, objects, arrays and literals end with their own delimiter
+    return end >= len(buf) or buf[end] in "0123456789.eE+-"
 
 
 def _refill(
