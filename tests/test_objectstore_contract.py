@@ -83,3 +83,28 @@ def test_unsafe_external_ids_stay_inside_their_folder(store: ObjectStore) -> Non
     for i, external_id in enumerate(ids):
         assert store.get(original_key("zara", external_id, 1)) == bytes([i])
     assert store.delete_prefix("originals/zara/") == len(ids)
+
+
+@pytest.mark.parametrize("content_type", ["", "jpeg", "image/jpeg\r\nX-Evil: 1", "image/jpé"])
+def test_malformed_content_type_is_refused(store: ObjectStore, content_type: str) -> None:
+    """A Content-Type that is not a clean media type fails the product and stores nothing."""
+    key = original_key("zara", "1", 1)
+    with pytest.raises(ProductError, match="Content-Type"):
+        store.put(key, JPEG, content_type)
+    assert not store.exists(key)
+
+
+def test_overlong_id_is_a_product_error(store: ObjectStore) -> None:
+    """An id too long for any store fails that product (never the batch)."""
+    key = original_key("zara", "9" * 1100, 1)
+    with pytest.raises(ProductError):
+        store.put(key, JPEG, "image/jpeg")
+
+
+def test_empty_prefix_would_delete_everything_and_is_refused(store: ObjectStore) -> None:
+    """delete_prefix refuses the empty prefix instead of emptying the bucket."""
+    store.put(collage_key("zara", "1"), JPEG, "image/jpeg")
+    for prefix in ("", "/"):
+        with pytest.raises(ValueError, match="prefix"):
+            store.delete_prefix(prefix)
+    assert store.exists(collage_key("zara", "1"))

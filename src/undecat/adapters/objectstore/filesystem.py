@@ -7,7 +7,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from undecat.adapters.objectstore.keying import PublicUrls, checked_key, folder_prefix
+from undecat.adapters.objectstore.keying import (
+    PublicUrls,
+    checked_content_type,
+    checked_key,
+    folder_prefix,
+)
 from undecat.errors import ObjectStoreUnavailableError, ProductError
 
 __all__ = ["FileObjectStore"]
@@ -46,7 +51,7 @@ class FileObjectStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         """Store ``data`` at ``key`` atomically; return its public URL."""
-        del content_type  # kept by S3 only; a file is typed by its name
+        checked_content_type(content_type)  # same contract as S3; a file is typed by its name
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 from undecat.domain.keys import is_safe_key
 from undecat.errors import ProductError
 
-__all__ = ["PublicUrls", "checked_key", "folder_prefix"]
+__all__ = ["PublicUrls", "checked_content_type", "checked_key", "folder_prefix"]
+
+# type/subtype, optionally parameters; printable ASCII only, so it is a valid header value.
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(?:[ \t]*;[ -~]*)?", re.ASCII)
 
 
 def checked_key(key: str) -> str:
@@ -20,6 +24,17 @@ def checked_key(key: str) -> str:
     if not is_safe_key(key):
         raise ProductError("refused an unsafe object key (empty, too long, '..' or control chars)")
     return key
+
+
+def checked_content_type(content_type: str) -> str:
+    """Return ``content_type`` if it is a well-formed media type; ProductError otherwise.
+
+    It may come from a brand CDN's answer, and a CR/LF in it would otherwise surface as a
+    bare ValueError from http.client deep inside the upload.
+    """
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise ProductError("refused a malformed Content-Type for an object")
+    return content_type
 
 
 def folder_prefix(prefix: str) -> str:

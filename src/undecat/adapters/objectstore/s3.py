@@ -8,7 +8,12 @@ import botocore.exceptions
 
 from undecat.adapters.objectstore.client import S3Settings, make_client
 from undecat.adapters.objectstore.errors import error_code, translate_errors
-from undecat.adapters.objectstore.keying import PublicUrls, checked_key, folder_prefix
+from undecat.adapters.objectstore.keying import (
+    PublicUrls,
+    checked_content_type,
+    checked_key,
+    folder_prefix,
+)
 from undecat.redact import redact_url
 
 if TYPE_CHECKING:
@@ -46,7 +51,10 @@ class S3ObjectStore:
         """Store ``data`` at ``key`` with ``content_type``; return its public URL."""
         with translate_errors("put", self._where):
             self._client.put_object(
-                Bucket=self.bucket, Key=checked_key(key), Body=data, ContentType=content_type
+                Bucket=self.bucket,
+                Key=checked_key(key),
+                Body=data,
+                ContentType=checked_content_type(content_type),
             )
         self._bucket_seen = True
         return self._urls.url(key)

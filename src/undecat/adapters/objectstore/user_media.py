@@ -22,6 +22,7 @@ import botocore.exceptions
 
 from undecat.adapters.objectstore.client import S3Settings, make_client
 from undecat.adapters.objectstore.errors import translate_errors
+from undecat.adapters.objectstore.keying import checked_content_type
 from undecat.adapters.objectstore.s3 import delete_folder
 from undecat.domain.keys import MediaKind, user_media_keys, user_prefix
 from undecat.errors import UndecatError
@@ -106,7 +107,10 @@ class UserMediaStore:
     def _put(self, operation: str, key: str, data: bytes, content_type: str) -> None:
         with translate_errors(operation, self._where):
             self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=checked_content_type(content_type),
             )
 
     def signed_url(self, key: str, lifetime: timedelta | None = None) -> str:
@@ -114,7 +118,8 @@ class UserMediaStore:
 
         Signing is local (no request is made), so it works for keys not stored yet.
         """
-        seconds = int(_checked_lifetime(lifetime or self.url_lifetime).total_seconds())
+        chosen = self.url_lifetime if lifetime is None else lifetime
+        seconds = int(_checked_lifetime(chosen).total_seconds())
         with translate_errors("signed_url", self._where):
             return self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
