@@ -324,8 +324,12 @@ def _wire_collage(resources: Resources) -> _Wiring:
     config = resources.config
 
     def process_new() -> Job:
-        from undecat.adapters.imaging.collage import PillowCollageBuilder  # noqa: PLC0415
+        from undecat.adapters.imaging.collage import (  # noqa: PLC0415
+            PillowCollageBuilder,
+            keep_freed_rasters,
+        )
 
+        keep_freed_rasters()  # collage after collage of one size: recycle the raster memory
         stage = collage.CollageStage(
             queue=resources.queue(Stage.COLLAGE),
             store=resources.object_store(),
