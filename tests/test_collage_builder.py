@@ -335,3 +335,24 @@ def test_formats_outside_the_accepted_list_are_refused() -> None:
     """A PostScript file is refused without Pillow ever handing it to Ghostscript."""
     with pytest.raises(CollagePhotoError, match="not an image in an accepted format"):
         BUILDER.build([b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"])
+
+
+def test_keep_freed_rasters_raises_pillows_block_cache_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collage host lets Pillow recycle raster blocks, but an operator's setting wins."""
+    from PIL import _imaging as core  # noqa: PLC0415
+
+    from undecat.adapters.imaging.collage import keep_freed_rasters  # noqa: PLC0415
+
+    before = core.get_blocks_max()
+    try:
+        core.set_blocks_max(0)
+        monkeypatch.setenv("PILLOW_BLOCKS_MAX", "0")
+        keep_freed_rasters(5)
+        assert core.get_blocks_max() == 0
+        monkeypatch.delenv("PILLOW_BLOCKS_MAX")
+        keep_freed_rasters(5)
+        assert core.get_blocks_max() == 5
+    finally:
+        core.set_blocks_max(before)
