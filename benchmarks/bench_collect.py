@@ -36,6 +36,7 @@ from tests.fix_pgbouncer import Bouncer, running_pgbouncer
 from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
+from benchmarks.bench_foundation import _DOCUMENT_UPSERT  # the document's statement
 from undecat.adapters.apify import ApifyCatalogSource, mapper_for
 from undecat.adapters.clock import SystemClock
 from undecat.adapters.postgres import Database, PostgresCatalogStore
@@ -46,26 +47,6 @@ from undecat.redact import Secret
 TASK = "z1psVOTyIKFdU5N9n"
 SIZES = (10_000, 47_000, 100_000)
 BASELINE_ITEMS = 3_000
-
-_DOCUMENT_UPSERT = """
-    INSERT INTO raw_products (source, external_id, brand, name, price,
-                              currency, category, colour, sizes,
-                              composition, description,
-                              original_image_urls, image_status,
-                              raw_data, scraped_at)
-    VALUES (%s, %s, %s, %s, %s,
-            'AED', %s, %s, %s,
-            %s, %s,
-            %s, 'pending',
-            %s, NOW())
-    ON CONFLICT (source, external_id) DO UPDATE SET
-        name = EXCLUDED.name,
-        price = EXCLUDED.price,
-        original_image_urls = EXCLUDED.original_image_urls,
-        raw_data = EXCLUDED.raw_data,
-        scraped_at = EXCLUDED.scraped_at,
-        updated_at = NOW()
-"""
 
 
 def _source(url: str) -> ApifyCatalogSource:
