@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.photo_samples import (
+    HTML_PAGE,
+    alpha_png,
+    cmyk_jpeg,
+    encode,
+    noisy_jpeg,
+    png_header_only,
+    rgb_jpeg,
+    webp,
+)
 from undecat.adapters.imaging.validate import PhotoValidator
 from undecat.errors import PhotoError
-
-
-def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **options)
-    return out.getvalue()
-
-
-def rgb_jpeg(width: int = 64, height: int = 48) -> bytes:
-    return encode(Image.new("RGB", (width, height), (200, 30, 40)), "JPEG", quality=90)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` (no pixel data: it is never decoded)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -52,9 +39,8 @@ def test_rgb_jpeg_is_stored_byte_for_byte(validator: PhotoValidator) -> None:
 
 def test_html_page_with_status_200_is_refused(validator: PhotoValidator) -> None:
     """A captcha page served as a photo is refused and named an HTML page."""
-    page = b"<!DOCTYPE html><html><body>Please verify you are human</body></html>"
     with pytest.raises(PhotoError, match="HTML page"):
-        validator.check(page, "image/jpeg")
+        validator.check(HTML_PAGE, "image/jpeg")
 
 
 def test_html_content_type_without_markup_start_is_refused(validator: PhotoValidator) -> None:
@@ -65,7 +51,7 @@ def test_html_content_type_without_markup_start_is_refused(validator: PhotoValid
 
 def test_truncated_jpeg_is_refused(validator: PhotoValidator) -> None:
     """A JPEG cut short is refused as broken, not stored half grey."""
-    data = encode(Image.effect_noise((256, 256), 64).convert("RGB"), "JPEG", quality=90)
+    data = noisy_jpeg()
     with pytest.raises(PhotoError, match="broken image"):
         validator.check(data[: len(data) // 2], "image/jpeg")
 
@@ -97,8 +83,7 @@ def test_pixel_limit_refuses_a_real_image_above_it() -> None:
 
 def test_cmyk_jpeg_becomes_rgb_jpeg(validator: PhotoValidator) -> None:
     """A CMYK JPEG is converted to an RGB JPEG with the same colours (roughly)."""
-    data = encode(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG", quality=95)
-    photo = validator.check(data, "image/jpeg")
+    photo = validator.check(cmyk_jpeg(), "image/jpeg")
     assert photo.converted
     with Image.open(io.BytesIO(photo.content)) as out:
         assert (out.format, out.mode, out.size) == ("JPEG", "RGB", (40, 30))
@@ -109,9 +94,7 @@ def test_cmyk_jpeg_becomes_rgb_jpeg(validator: PhotoValidator) -> None:
 
 def test_png_with_alpha_is_flattened_on_white(validator: PhotoValidator) -> None:
     """Transparent pixels of a PNG become white in the stored JPEG, not black."""
-    image = Image.new("RGBA", (40, 20), (0, 0, 0, 0))
-    image.paste((0, 0, 255, 255), (0, 0, 20, 20))
-    photo = validator.check(encode(image, "PNG"), "image/png")
+    photo = validator.check(alpha_png(), "image/png")
     with Image.open(io.BytesIO(photo.content)) as out:
         assert out.mode == "RGB"
         assert min(out.getpixel((35, 10))) > 240  # type: ignore[arg-type]
@@ -120,7 +103,7 @@ def test_png_with_alpha_is_flattened_on_white(validator: PhotoValidator) -> None
 
 def test_webp_becomes_jpeg(validator: PhotoValidator) -> None:
     """A WebP photo is stored as a JPEG of the same size."""
-    photo = validator.check(encode(Image.new("RGB", (50, 70), "green"), "WEBP"), "image/webp")
+    photo = validator.check(webp(), "image/webp")
     assert photo.content.startswith(b"\xff\xd8")
     assert (photo.width, photo.height, photo.source_format) == (50, 70, "WEBP")
 

@@ -38,7 +38,7 @@ from undecat.adapters.http.politeness import Politeness
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
 from undecat.config import Config
-from undecat.errors import ConfigError, PhotoError
+from undecat.errors import ConfigError, PhotoError, UndecatError
 from undecat.ports import Clock
 from undecat.redact import Secret, redact_url
 
@@ -189,11 +189,17 @@ class ProxyPhotoFetcher:
 
     def _attempt(self, url: str, product_deadline: float) -> Photo | _Redirect | _Status:
         """Send one request and read its answer within the photo's time limit."""
-        deadline = min(self._clock.monotonic() + self._settings.timeout, product_deadline)
+        photo_deadline = self._clock.monotonic() + self._settings.timeout
+        deadline = min(photo_deadline, product_deadline)
+        limit = (
+            "the product's time limit (PRODUCT_TIMEOUT)"
+            if product_deadline < photo_deadline
+            else f"the photo's time limit (DOWNLOAD_TIMEOUT {self._settings.timeout:g} s)"
+        )
         remaining = deadline - self._clock.monotonic()
         shown = _shown(url)
         if remaining <= 0:
-            raise PhotoError("too slow: the product's time limit ran out", url=shown)
+            raise PhotoError(f"too slow: {limit} ran out", url=shown)
         headers = {
             "User-Agent": self._agents.next(),
             "Accept": _ACCEPT,
@@ -219,11 +225,11 @@ class ProxyPhotoFetcher:
                 raise request_failure(exc, shown) from exc
             return _Status(tunnel[0], tunnel[1], retry_after=None, tunnel=True)
         except u3.HTTPError as exc:
-            raise request_failure(exc, shown) from exc
+            raise _failure(exc, shown, limit) from exc
         complete = False
         try:
             if response.status in (200, 203):
-                content = self._read_body(response, deadline, shown)
+                content = self._read_body(response, deadline, shown, limit)
                 complete = True
                 return Photo(
                     url=url, content=content, content_type=response.headers.get("Content-Type")
@@ -242,14 +248,16 @@ class ProxyPhotoFetcher:
                 tunnel=False,
             )
         except u3.HTTPError as exc:
-            raise request_failure(exc, shown) from exc
+            raise _failure(exc, shown, limit) from exc
         finally:
             if not complete:
                 # Whatever is left of the body is not read: the connection cannot be reused.
                 response.close()
             response.release_conn()
 
-    def _read_body(self, response: urllib3.BaseHTTPResponse, deadline: float, shown: str) -> bytes:
+    def _read_body(
+        self, response: urllib3.BaseHTTPResponse, deadline: float, shown: str, limit: str
+    ) -> bytes:
         """Stream the body, refusing it past the size cap or the time limit."""
         cap = self._settings.max_bytes
         declared = response.headers.get("Content-Length")
@@ -259,9 +267,7 @@ class ProxyPhotoFetcher:
         while True:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
-                raise PhotoError(
-                    "too slow: the photo did not arrive within its time limit", url=shown
-                )
+                raise PhotoError(f"too slow: {limit} ran out mid-body", url=shown)
             _limit_next_read(response, remaining)
             chunk = response.read1(_CHUNK)  # what has arrived, so the clock is checked often
             if not chunk:
@@ -269,6 +275,13 @@ class ProxyPhotoFetcher:
             body += chunk
             if len(body) > cap:
                 raise PhotoError(f"too large: more than {cap} bytes", url=shown)
+
+
+def _failure(exc: u3.HTTPError, shown: str, limit: str) -> UndecatError:
+    """:func:`request_failure`, naming which time limit a time-out hit."""
+    if isinstance(exc, u3.TimeoutError) and not isinstance(exc, u3.NewConnectionError):
+        return PhotoError(f"too slow: {limit} ran out", url=shown)
+    return request_failure(exc, shown)
 
 
 def _limit_next_read(response: urllib3.BaseHTTPResponse, seconds: float) -> None:

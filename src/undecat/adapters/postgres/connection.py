@@ -59,7 +59,9 @@ class Database:
     :class:`~undecat.errors.DatabaseUnavailableError` at start-up, not a pool time-out later.
     """
 
-    def __init__(self, url: Secret, *, name: str = "staging", max_size: int = 4) -> None:
+    def __init__(
+        self, url: Secret, *, name: str = "staging", max_size: int = 4, timeout: float = 30.0
+    ) -> None:
         self.name = name
         self._url = url
         self._secrets = _password(url.reveal())
@@ -79,7 +81,7 @@ class Database:
                 kwargs={**_connect_kwargs(), "connect_timeout": _CONNECT_TIMEOUT},
                 open=False,
                 name=f"undecat-{name}",
-                timeout=30,
+                timeout=timeout,  # longest wait for a connection (e.g. while the server is down)
                 # A connection that PgBouncer or the server dropped is replaced, not reused.
                 check=psycopg_pool.ConnectionPool.check_connection,
             )
