@@ -62,7 +62,7 @@ def test_server_going_away_is_an_outage_then_recovers(pg_server: PgServer) -> No
     """A server that dies mid-use gives DatabaseUnavailableError; after restart the pool works."""
     server = EmbeddedPostgres().start()
     try:
-        with Database(Secret(server.dsn), max_size=2) as db:
+        with Database(Secret(server.dsn), max_size=2, timeout=3) as db:
             with db.transaction("probe") as cur:
                 cur.execute("SELECT 1 AS one")
             server.kill()

@@ -87,7 +87,7 @@ class Database:
             )
         )
         with translate_errors(f"opening the {name} pool at {shown}", secrets=self._secrets):
-            self._pool.open(wait=True, timeout=30)
+            self._pool.open(wait=True, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"Database(name={self.name!r}, url={redact_url(self._url.reveal())!r})"
