@@ -3,6 +3,7 @@
     undecat migrate --database staging|production [--url URL]
     undecat run HOST JOB             (what runners/HOST.py JOB does)
     undecat status                   (products by brand and status, latest runs)
+    undecat demo                     (the whole pipeline on embedded defaults)
 
 Exit codes: 0 the job did its work; 1 it failed (logged in ``scraper_logs``);
 2 bad configuration or usage (one line naming the problem).
@@ -130,12 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     migrate.set_defaults(func=_migrate)
     status = commands.add_parser("status", help="products by brand and status, latest runs")
     status.set_defaults(func=_status)
+    # `demo` parses its own options (undecat.demo.main); listed here for --help.
+    commands.add_parser("demo", help="the whole pipeline on embedded defaults (no credentials)")
     run = commands.add_parser("run", help="run one job of a host")
     run.add_argument("host")
     run.add_argument("job")
     run.add_argument("rest", nargs=argparse.REMAINDER)
     run.set_defaults(func=_run)
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["demo"]:
+        from undecat.demo import main as demo_main  # noqa: PLC0415
+
+        _setup_logging()
+        return demo_main(given[1:])
+    args = parser.parse_args(given)
     try:
         return int(args.func(args))
     except ConfigError as exc:
