@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -231,3 +233,44 @@ def test_non_pilot_and_delisted_rows_are_not_claimed_for_ximilar(
     queue = PostgresWorkQueue(db, Stage.XIMILAR)
     claimed = sorted(c.product.external_id for c in queue.claim("x", 10, LONG))
     assert claimed == ["500000001", "500000004"]
+
+
+_CLAIM_AND_HANG = """
+import sys, time
+from datetime import timedelta
+from undecat.adapters.postgres import Database, PostgresWorkQueue
+from undecat.domain.stages import Stage
+from undecat.redact import Secret
+db = Database(Secret(sys.argv[1]))
+claims = PostgresWorkQueue(db, Stage.DOWNLOAD).claim("doomed-worker", 50, timedelta(seconds=1))
+print(len(claims), flush=True)
+time.sleep(600)  # killed long before this
+"""
+
+
+def test_a_killed_worker_process_loses_its_rows_to_the_next_worker(
+    db: Database, staging_dsn: str
+) -> None:
+    """SIGKILL a process holding leases: after the lease lapses another worker gets every row."""
+    seed_rows(staging_dsn, 50)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _CLAIM_AND_HANG, staging_dsn], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "50"
+        queue = PostgresWorkQueue(db, Stage.DOWNLOAD)
+        assert queue.claim("successor", 50, LONG) == []  # still leased
+        worker.kill()
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        if worker.stdout is not None:
+            worker.stdout.close()
+    time.sleep(1.1)  # the dead worker's one-second lease lapses
+    taken = queue.claim("successor", 50, LONG)
+    assert len(taken) == 50
+    assert {c.attempt for c in taken} == {2}
+    assert set(column_values(staging_dsn, "download_owner").values()) == {"successor"}

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from tests.fix_db import PgServer
+from tests.fix_pgbouncer import Bouncer
 from undecat.adapters.postgres import apply_migrations, load_migrations
 from undecat.adapters.postgres.migrate import sql_root
 from undecat.errors import MigrationError
@@ -37,6 +38,14 @@ def test_applies_every_staging_file_in_order_then_nothing(fresh: Secret) -> None
     assert apply_migrations(fresh, "staging") == names
     assert apply_migrations(fresh, "staging") == []
     assert _applied(fresh) == names
+
+
+def test_migrating_through_pgbouncer_works(pg_server: PgServer, pgbouncer: Bouncer) -> None:
+    """Migrations run through PgBouncer in transaction mode (no session locks, no prepares)."""
+    name = pg_server.create_database("t_migrate_bouncer")
+    url = Secret(pgbouncer.dsn_for(name))
+    assert apply_migrations(url, "staging") == [m.filename for m in load_migrations("staging")]
+    assert apply_migrations(url, "staging") == []
 
 
 def test_two_hosts_migrating_at_once_apply_each_file_once(fresh: Secret) -> None:
