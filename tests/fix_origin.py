@@ -56,6 +56,7 @@ class Origin:
         self.in_flight = 0
         self.max_in_flight = 0
         self.latency = 0.0  # added to every answer (for the benchmark)
+        self._default: Reply | None = None
         cert = ca.issue_cert(ORIGIN_HOST, "127.0.0.1")
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(self._tls)
@@ -91,6 +92,11 @@ class Origin:
         with self._lock:
             self._routes[path] = collections.deque(replies)
 
+    def serve_default(self, reply: Reply | None) -> None:
+        """Answer every path without a route of its own with ``reply`` (None: 404)."""
+        with self._lock:
+            self._default = reply
+
     def reset(self) -> None:
         """Forget every route and count."""
         with self._lock:
@@ -100,6 +106,7 @@ class Origin:
             self.in_flight = 0
             self.max_in_flight = 0
             self.latency = 0.0
+            self._default = None
 
     def _next_reply(self, path: str, user_agent: str) -> Reply:
         with self._lock:
@@ -109,7 +116,7 @@ class Origin:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             replies = self._routes.get(path)
             if not replies:
-                return Reply(status=404, body=b"no such photo")
+                return self._default or Reply(status=404, body=b"no such photo")
             return replies.popleft() if len(replies) > 1 else replies[0]
 
     def _done(self) -> None:

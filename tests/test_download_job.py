@@ -222,3 +222,22 @@ def test_retry_failed_requeues_errors_with_attempts_left() -> None:
     result = retry_failed(queue)
     assert (queue.status(1), queue.status(2)) == ("pending", "error")
     assert result.records_updated == 1
+
+
+def test_next_batch_starts_while_a_slow_product_of_the_last_one_is_in_flight() -> None:
+    """Workers do not idle behind a batch's slowest product: the next batch is already claimed."""
+    queue = FakeQueue([product(i, [f"https://cdn/{i}/1.jpg"]) for i in range(1, 5)])
+    fourth_fetched = threading.Event()
+
+    def slow() -> bytes:
+        assert fourth_fetched.wait(5), "product 4 (second batch) never started"
+        return b"JPEG"
+
+    def fourth() -> bytes:
+        fourth_fetched.set()
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/1/1.jpg": slow, "https://cdn/4/1.jpg": fourth})
+    result = downloader(queue, fetcher, batch_size=2, concurrency=2).download_pending()
+    assert all(queue.status(i) == "uploaded" for i in range(1, 5))
+    assert result.metadata["batches"] == 2

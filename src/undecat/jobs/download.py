@@ -1,11 +1,12 @@
 """The photo downloader stage (photo_downloader host): the originals of every ``pending`` product.
 
 ``download_pending`` claims ``pending`` products (the ``download`` lease) in ``BATCH_SIZE``
-batches until none is left. The products of a batch are worked on ``CONCURRENT_DOWNLOADS``
-at a time; for each, up to five photos are fetched in catalog order, validated, and uploaded
-to ``originals/{brand}/{external_id}/{n}.jpg`` (``n`` = 1, 2, ...). Only when every photo is
-stored is the claim completed with their public URLs (``uploaded``). ``retry_failed``
-re-queues the stage's ``error`` rows with attempts left.
+batches until none is left. Products are worked on ``CONCURRENT_DOWNLOADS`` at a time; the
+next batch is claimed as soon as every product of the previous one has started, so workers
+do not wait for a batch's slowest product. For each product, up to five photos are fetched in
+catalog order, validated, and uploaded to ``originals/{brand}/{external_id}/{n}.jpg``
+(``n`` = 1, 2, ...). Only when every photo is stored is the claim completed with their public
+URLs (``uploaded``). ``retry_failed`` re-queues the stage's ``error`` rows with attempts left.
 
 Failure handling, the rule of every stage:
 
@@ -13,7 +14,7 @@ Failure handling, the rule of every stage:
   :class:`~undecat.errors.ProductError`) marks that product ``error`` with a short message
   naming the photo, and the batch goes on;
 * an **outage** (proxy down or refusing the credentials, S3 unreachable, database gone --
-  :class:`~undecat.errors.OutageError`) stops the batch: no new product is started, the
+  :class:`~undecat.errors.OutageError`) stops the run: no new product is started, the
   products in flight finish, every claim not settled is released untouched (the attempt
   does not count), and the run ends ``failed``. Product errors reported after the outage are
   not trusted (a proxy dying mid-body looks like a photo cut short) and are released too.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Protocol
 
@@ -109,28 +110,44 @@ class _Tally:
 
 
 @attrs.define
-class _Batch:
-    """One claimed batch: which claims are settled, and the outage that stopped it."""
+class _Flow:
+    """The run's claims not settled yet, how many have not started, and what stopped it."""
 
-    claims: Sequence[Claim]
-    settled: set[int] = attrs.field(factory=set)
+    open: dict[int, Claim] = attrs.field(factory=dict)
+    unstarted: int = 0
     outage: OutageError | None = None
     stop: threading.Event = attrs.field(factory=threading.Event)
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    changed: threading.Condition = attrs.field(factory=threading.Condition)
+
+    def add(self, claims: Sequence[Claim]) -> None:
+        with self.changed:
+            self.open.update((c.product.id, c) for c in claims)
+            self.unstarted += len(claims)
+
+    def started(self) -> None:
+        with self.changed:
+            self.unstarted -= 1
+            self.changed.notify_all()
 
     def settle(self, claim: Claim) -> None:
-        with self.lock:
-            self.settled.add(claim.product.id)
+        with self.changed:
+            self.open.pop(claim.product.id, None)
 
-    def halt(self, exc: OutageError) -> None:
-        with self.lock:
+    def halt(self, exc: OutageError | None) -> None:
+        with self.changed:
             if self.outage is None:
                 self.outage = exc
-        self.stop.set()
+            self.stop.set()
+            self.changed.notify_all()
+
+    def wait_for_starts(self) -> None:
+        """Return once every product claimed so far has started (or the run is stopping)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.unstarted <= 0 or self.stop.is_set())
 
     def unsettled(self) -> list[Claim]:
-        with self.lock:
-            return [c for c in self.claims if c.product.id not in self.settled]
+        with self.changed:
+            return list(self.open.values())
 
 
 @attrs.frozen
@@ -147,35 +164,40 @@ class PhotoDownloader:
 
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
-        tally = _Tally()
-        s = self.settings
-        while s.max_batches is None or tally.batches < s.max_batches:
-            try:
-                claims = self.queue.claim(s.owner, s.batch_size, s.lease)
-            except OutageError as exc:
-                return self._result(tally, exc)
-            if not claims:
-                break
-            tally.add(batches=1, claimed=len(claims))
-            outage = self._run_batch(claims, tally)
-            if outage is not None:
-                return self._result(tally, outage)
-        return self._result(tally, None)
-
-    def _run_batch(self, claims: Sequence[Claim], tally: _Tally) -> OutageError | None:
-        """Work one batch; release what is left unsettled; return the outage, if any."""
-        batch = _Batch(claims)
-        workers = max(1, min(self.settings.concurrency, len(claims)))
+        tally, flow, s = _Tally(), _Flow(), self.settings
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="undecat-download") as pool:
-                for future in [pool.submit(self._work, claim, batch, tally) for claim in claims]:
-                    future.result()
+            with ThreadPoolExecutor(s.concurrency, thread_name_prefix="undecat-download") as pool:
+                running: list[Future[None]] = []
+                try:
+                    while s.max_batches is None or tally.batches < s.max_batches:
+                        # The next batch is claimed as soon as every product claimed so far
+                        # has started: workers never idle between batches, and no claim
+                        # waits long for a worker while its lease runs.
+                        flow.wait_for_starts()
+                        running = _reap(running)
+                        if flow.stop.is_set():
+                            break
+                        try:
+                            claims = self.queue.claim(s.owner, s.batch_size, s.lease)
+                        except OutageError as exc:
+                            flow.halt(exc)
+                            break
+                        if not claims:
+                            break
+                        tally.add(batches=1, claimed=len(claims))
+                        flow.add(claims)
+                        running += [pool.submit(self._work, c, flow, tally) for c in claims]
+                    for future in running:
+                        future.result()
+                except BaseException:
+                    flow.halt(None)  # a bug: start nothing more, let the running ones end
+                    raise
         finally:
-            self._release(batch, tally)
-        return batch.outage
+            self._release(flow, tally)
+        return self._result(tally, flow.outage)
 
-    def _release(self, batch: _Batch, tally: _Tally) -> None:
-        left = batch.unsettled()
+    def _release(self, flow: _Flow, tally: _Tally) -> None:
+        left = flow.unsettled()
         if not left:
             return
         try:
@@ -186,27 +208,28 @@ class PhotoDownloader:
             return
         tally.add(released=released)
 
-    def _work(self, claim: Claim, batch: _Batch, tally: _Tally) -> None:
+    def _work(self, claim: Claim, flow: _Flow, tally: _Tally) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
-        if batch.stop.is_set():
+        flow.started()
+        if flow.stop.is_set():
             return
         product = claim.product
         try:
             urls = self._store_photos(product, tally)
         except OutageError as exc:
-            batch.halt(exc)
+            flow.halt(exc)
             return
         except ProductError as exc:
-            if batch.stop.is_set():
+            if flow.stop.is_set():
                 return  # maybe the outage's doing: handed back, not marked
-            self._settle(claim, batch, tally, error=self._message(exc))
+            self._settle(claim, flow, tally, error=self._message(exc))
             return
-        self._settle(claim, batch, tally, urls=urls)
+        self._settle(claim, flow, tally, urls=urls)
 
     def _settle(
         self,
         claim: Claim,
-        batch: _Batch,
+        flow: _Flow,
         tally: _Tally,
         *,
         urls: tuple[str, ...] = (),
@@ -218,9 +241,9 @@ class PhotoDownloader:
             else:
                 held = self.queue.fail(claim, error)
         except OutageError as exc:
-            batch.halt(exc)
+            flow.halt(exc)
             return
-        batch.settle(claim)
+        flow.settle(claim)
         if not held:
             tally.add(lease_lost=1)
             _log.warning("download: lease of %s lost before it was written", _name(claim.product))
@@ -278,6 +301,14 @@ class PhotoDownloader:
                 "released": tally.released,
             },
         )
+
+
+def _reap(running: list[Future[None]]) -> list[Future[None]]:
+    """Drop finished products (raising a bug's exception, if one ended with one)."""
+    for future in running:
+        if future.done():
+            future.result()
+    return [f for f in running if not f.done()]
 
 
 def retry_failed(queue: WorkQueue) -> RunResult:
