@@ -175,52 +175,30 @@ def _bench(origin: Origin, proxy: str, ca: Path) -> None:
     mean_delay = sum(DELAY) / 2
     print(f"photo {len(photo) // 1024} KiB over HTTPS via proxy.py, origin latency {LATENCY} s")
 
-    seconds, stored = _run(
-        proxy=proxy,
-        ca=ca,
-        base=base,
-        products=100,
-        photos=PHOTOS_PER_PRODUCT,
-        concurrency=10,
-        delay=DELAY,
-        batch_size=25,
-    )
-    rate = stored / seconds
+    def rate(products: int, concurrency: int, delay: tuple[float, float], batch: int) -> float:
+        seconds, stored = _run(
+            proxy=proxy,
+            ca=ca,
+            base=base,
+            products=products,
+            photos=PHOTOS_PER_PRODUCT,
+            concurrency=concurrency,
+            delay=delay,
+            batch_size=batch,
+        )
+        print(f"  {stored} photos in {seconds:.1f} s = {stored / seconds:.2f} photos/s")
+        return stored / seconds
+
     bound = 10 / (mean_delay + LATENCY)
-    print(
-        f"concurrency 10, batches of 25, pause {DELAY[0]}-{DELAY[1]} s:"
-        f" {stored} photos in {seconds:.1f} s ="
-        f" {rate:.2f} photos/s; bound 10/({mean_delay}+{LATENCY}) = {bound:.2f}/s"
-        f" -> {rate / bound:.2f} of the bound"
-    )
-    seq_seconds, seq_stored = _run(
-        proxy=proxy,
-        ca=ca,
-        base=base,
-        products=4,
-        photos=PHOTOS_PER_PRODUCT,
-        concurrency=1,
-        delay=DELAY,
-    )
-    seq_rate = seq_stored / seq_seconds
-    print(
-        f"document's sequential loop, same pause: {seq_stored} photos in {seq_seconds:.1f} s ="
-        f" {seq_rate:.2f} photos/s -> concurrent is {rate / seq_rate:.1f}x"
-    )
-    raw_seconds, raw_stored = _run(
-        proxy=proxy,
-        ca=ca,
-        base=base,
-        products=4,
-        photos=PHOTOS_PER_PRODUCT,
-        concurrency=1,
-        delay=(0.0, 0.0),
-    )
-    raw_rate = raw_stored / raw_seconds
-    print(
-        f"document's loop as written (no pause at all): {raw_rate:.2f} photos/s"
-        f" -> concurrent with the policy is {rate / raw_rate:.1f}x"
-    )
+    print(f"concurrency 10, batches of 25, pause {DELAY[0]}-{DELAY[1]} s:")
+    concurrent = rate(100, 10, DELAY, 25)
+    print(f"  bound 10/({mean_delay}+{LATENCY}) = {bound:.2f}/s -> {concurrent / bound:.2f} of it")
+    print("document's sequential loop, same pause:")
+    sequential = rate(4, 1, DELAY, 200)
+    print(f"  concurrent is {concurrent / sequential:.1f}x")
+    print("document's loop as written (no pause at all):")
+    literal = rate(4, 1, (0.0, 0.0), 200)
+    print(f"  concurrent with the policy is {concurrent / literal:.1f}x")
 
     origin.latency = 0.0
     peaks = {}

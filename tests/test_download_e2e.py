@@ -366,3 +366,41 @@ def test_database_killed_mid_batch_loses_nothing(
     assert all(row["image_status"] == "uploaded" for row in after.values())
     for external_id in photos:
         assert stored(s3_bucket, original_key("zara", external_id, 1))[1] == "image/jpeg"
+
+
+def test_retry_failed_sends_failed_products_back(
+    env: dict[str, str], staging_dsn: str, staging_db: Database, origin: Origin
+) -> None:
+    """retry_failed puts a product whose download failed back to pending, in a run of its own."""
+    origin.serve("/r/1.jpg", Reply(status=404))
+    add_products(staging_db, {"r1": [origin.url("/r/1.jpg")]})
+    run_job(env)
+    assert rows(staging_dsn)["r1"]["image_status"] == "error"
+    result = run_job(env, "retry_failed")
+    assert (result.status, result.records_updated) == ("success", 1)
+    assert rows(staging_dsn)["r1"]["image_status"] == "pending"
+    assert last_run(staging_dsn)["scraper_name"] == "photo_downloader.retry_failed"
+
+
+def test_cleanup_temp_clears_old_scratch_files_only(
+    env: dict[str, str], staging_dsn: str, tmp_path: Path
+) -> None:
+    """cleanup_temp removes DATA_DIR/tmp leftovers older than a day and touches nothing else."""
+    data = Path(env["DATA_DIR"])
+    old, fresh, kept = (
+        data / "tmp" / "old.part",
+        data / "tmp" / "fresh.part",
+        data / "objects" / "x",
+    )
+    for path in (old, fresh, kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (old, kept):
+        os.utime(path, (two_days_ago, two_days_ago))
+    result = run_job(env, "cleanup_temp")
+    assert result.status == "success"
+    assert not old.exists()
+    assert fresh.exists()
+    assert kept.exists()
+    assert last_run(staging_dsn)["scraper_name"] == "photo_downloader.cleanup_temp"

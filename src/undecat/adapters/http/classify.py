@@ -33,7 +33,8 @@ from undecat.errors import PhotoError, ProxyError, UndecatError
 
 __all__ = ["request_failure", "status_failure", "tunnel_status"]
 
-_TUNNEL = re.compile(r"Tunnel connection failed: (\d{3})\s*(.*)")
+# The reason stops at a quote or bracket: the message may be quoted inside an exception repr.
+_TUNNEL = re.compile(r"Tunnel connection failed: (\d{3})\s*([^'\"()\[\]]*)")
 _REASONS = {
     400: "bad request",
     401: "unauthorized",
@@ -50,7 +51,7 @@ _REASONS = {
 
 def tunnel_status(exc: u3.ProxyError) -> tuple[int, str] | None:
     """Return the status the proxy gave a ``CONNECT``, or None when it gave none."""
-    for candidate in (exc, *exc.args, exc.__cause__, exc.__context__):
+    for candidate in (exc.__cause__, exc.__context__, *exc.args, exc):
         match = _TUNNEL.search(str(candidate)) if candidate is not None else None
         if match:
             return int(match.group(1)), match.group(2).strip()

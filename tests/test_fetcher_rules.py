@@ -1,0 +1,131 @@
+"""The fetcher's pure rules: backoff and Retry-After, allowed URLs, whose fault a failure is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from urllib3 import exceptions as u3
+
+from undecat.adapters.http.backoff import backoff_wait, retry_after_seconds
+from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
+from undecat.adapters.http.urls import AllowedHosts
+from undecat.errors import PhotoError, ProxyError
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SCHEDULE = (5.0, 15.0, 45.0)
+
+
+@given(st.integers(1, 3), st.none() | st.floats(0, 1000))
+def test_backoff_waits_the_schedule_or_longer_when_asked(n: int, asked: float | None) -> None:
+    """The n-th busy answer waits the n-th step, or the server's Retry-After if that is longer."""
+    wait = backoff_wait(n, SCHEDULE, asked)
+    assert wait == max(SCHEDULE[n - 1], asked or 0.0)
+
+
+@given(st.integers(4, 100) | st.integers(-5, 0), st.none() | st.floats(0, 10))
+def test_backoff_gives_up_after_the_schedule(n: int, asked: float | None) -> None:
+    """Past the schedule (or before the first answer) there is no wait: the photo fails."""
+    assert backoff_wait(n, SCHEDULE, asked) is None
+
+
+@given(st.integers(0, 10**6))
+def test_retry_after_in_seconds(seconds: int) -> None:
+    """A Retry-After of digits is that many seconds."""
+    assert retry_after_seconds(str(seconds), NOW) == seconds
+
+
+@given(st.integers(-(10**6), 10**6))
+def test_retry_after_as_http_date(offset: int) -> None:
+    """A Retry-After date waits until that date, and not at all when it has passed."""
+    value = format_datetime(NOW + timedelta(seconds=offset), usegmt=True)
+    assert retry_after_seconds(value, NOW) == max(0, offset)
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5e3", "Mon, 99 Foo 2026"])
+def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
+    """Absent or unreadable Retry-After values ask for nothing (the schedule decides)."""
+    assert retry_after_seconds(value, NOW) is None
+
+
+_HOSTS = AllowedHosts(["static.zara.net", "Static.Oysho.NET."])
+
+
+@given(
+    st.sampled_from(["static.zara.net", "STATIC.ZARA.NET", "static.oysho.net", "static.zara.net."]),
+    st.sampled_from(["http", "https", "HTTPS"]),
+    st.none() | st.integers(1, 65535),
+    st.text("abcdefghij/_-.", max_size=30),
+)
+def test_allowed_hosts_admit_http_urls_of_their_hosts(
+    host: str, scheme: str, port: int | None, path: str
+) -> None:
+    """http(s) URLs on an allowed host (any case, trailing dot, any port) are admitted as given."""
+    url = f"{scheme}://{host}{'' if port is None else f':{port}'}/{path}"
+    assert _HOSTS.check(url) == url
+
+
+@given(st.sampled_from(["file", "ftp", "gopher", "data", "javascript", ""]), st.text(max_size=20))
+def test_other_schemes_are_refused(scheme: str, rest: str) -> None:
+    """Nothing but http and https is ever fetched."""
+    with pytest.raises(PhotoError):
+        _HOSTS.check(f"{scheme}://static.zara.net/{rest}")
+
+
+@given(
+    st.sampled_from(
+        [
+            "static.zara.net.evil.example",
+            "evil.example",
+            "zara.net",
+            "127.0.0.1",
+            "[::1]",
+            "169.254.169.254",
+            "xstatic.zara.net",
+        ]
+    )
+)
+def test_other_hosts_are_refused(host: str) -> None:
+    """A host not on the list is refused, however close its name."""
+    with pytest.raises(PhotoError, match="not in ALLOWED_PHOTO_HOSTS"):
+        _HOSTS.check(f"https://{host}/p.jpg")
+
+
+def test_tunnel_status_is_read_from_urllib3s_proxy_error() -> None:
+    """The status a proxy gave a CONNECT is recovered from urllib3's ProxyError."""
+    cause = OSError("Tunnel connection failed: 502 Bad Gateway")
+    error = u3.ProxyError("Unable to connect to proxy", cause)
+    assert tunnel_status(error) == (502, "Bad Gateway")
+    refused = u3.ProxyError("Unable to connect to proxy", ConnectionRefusedError(111, "refused"))
+    assert tunnel_status(refused) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "tunnel", "kind"),
+    [
+        (407, False, ProxyError),
+        (407, True, ProxyError),
+        (403, True, ProxyError),  # the proxy refuses the tunnel itself
+        (403, False, PhotoError),  # the CDN refuses this photo
+        (404, False, PhotoError),
+        (410, True, PhotoError),
+        (502, True, PhotoError),  # the proxy works, the origin does not
+        (500, False, PhotoError),
+    ],
+)
+def test_status_faults(status: int, tunnel: bool, kind: type[Exception]) -> None:
+    """Credentials and tunnel refusals are outages; everything else about a photo is its own."""
+    assert type(status_failure(status, "", "https://x/p.jpg", tunnel=tunnel)) is kind
+
+
+def test_request_failures_of_the_transfer_are_the_photos() -> None:
+    """Time-outs, cut connections and certificates fail the photo; no proxy answer is an outage."""
+    pool = None
+    assert isinstance(request_failure(u3.ReadTimeoutError(pool, "u", "slow"), "u"), PhotoError)  # type: ignore[arg-type]
+    assert isinstance(request_failure(u3.ProtocolError("Connection broken"), "u"), PhotoError)
+    assert isinstance(request_failure(u3.SSLError("verify failed"), "u"), PhotoError)
+    no_proxy = u3.ProxyError("Unable to connect to proxy", OSError("refused"))
+    assert isinstance(request_failure(no_proxy, "u"), ProxyError)
