@@ -13,7 +13,7 @@ from undecat.domain.models import Claim, Product
 from undecat.domain.stages import Outcome, PhotosStored, Stage
 from undecat.domain.status import ImageStatus, SyncStatus, XimilarStatus
 from undecat.errors import PhotoError, ProductError
-from undecat.ports import FetchedPhoto
+from undecat.ports import Clock, FetchedPhoto
 
 NOW = datetime(2025, 1, 5, 10, 0, tzinfo=UTC)
 
@@ -61,13 +61,17 @@ class FakeQueue:
 
     stage = Stage.DOWNLOAD
 
-    def __init__(self, products: Sequence[Product], *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, products: Sequence[Product], *, max_attempts: int = 3, clock: Clock | None = None
+    ) -> None:
+        self.clock = clock
         self.rows = {p.id: Row(p) for p in products}
         self.max_attempts = max_attempts
         self.lock = threading.Lock()
         self.fail_on: dict[str, Exception] = {}
         self.claimed_by: dict[int, list[str]] = {}
         self.released: list[int] = []
+        self.extended: list[int] = []
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail_on:
@@ -82,10 +86,15 @@ class FakeQueue:
                 row.owner = owner
                 row.attempts += 1
                 self.claimed_by.setdefault(row.product.id, []).append(owner)
-            return [Claim("download", owner, r.attempts, NOW + lease, r.product) for r in chosen]
+            now = self.clock.now() if self.clock is not None else NOW
+            return [Claim("download", owner, r.attempts, now + lease, r.product) for r in chosen]
 
     def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
-        return 0
+        self._maybe_fail("extend")
+        with self.lock:
+            held = [c for c in claims if self.rows[c.product.id].owner == c.owner]
+            self.extended.extend(c.product.id for c in held)
+            return len(held)
 
     def complete(self, claim: Claim, outcome: Outcome) -> bool:
         self._maybe_fail("complete")

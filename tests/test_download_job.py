@@ -23,6 +23,7 @@ def downloader(
     queue: FakeQueue,
     fetcher: FakeFetcher | None = None,
     store: FakeStore | None = None,
+    clock: FakeClock | None = None,
     **settings: object,
 ) -> PhotoDownloader:
     values: dict[str, object] = {
@@ -37,7 +38,7 @@ def downloader(
         fetcher=fetcher or FakeFetcher(),
         preparer=FakePreparer(),
         store=store or FakeStore(),
-        clock=FakeClock(),
+        clock=clock or FakeClock(),
         settings=DownloadSettings(**values),  # type: ignore[arg-type]
         secrets=("hunter2-secret",),
     )
@@ -241,3 +242,48 @@ def test_next_batch_starts_while_a_slow_product_of_the_last_one_is_in_flight() -
     result = downloader(queue, fetcher, batch_size=2, concurrency=2).download_pending()
     assert all(queue.status(i) == "uploaded" for i in range(1, 5))
     assert result.metadata["batches"] == 2
+
+
+def test_lease_half_spent_while_waiting_is_renewed_before_the_product_starts() -> None:
+    """A claim that waited behind others until half its lease was gone is extended first."""
+    clock = FakeClock()
+    queue = FakeQueue([product(1, ["https://cdn/1/1.jpg"]), product(2)], clock=clock)
+
+    def slow() -> bytes:
+        clock.sleep(20)  # product 1 takes long: product 2's claim waits
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/1/1.jpg": slow})
+    job = downloader(queue, fetcher, clock=clock, concurrency=1, lease=timedelta(seconds=30))
+    job.download_pending()
+    assert queue.extended == [2]
+    assert queue.status(1) == queue.status(2) == "uploaded"
+
+
+def test_fresh_lease_is_not_renewed() -> None:
+    """A lease with more than half its time left costs no extra database call."""
+    clock = FakeClock()
+    queue = FakeQueue([product(1), product(2)], clock=clock)
+    downloader(queue, clock=clock, lease=timedelta(seconds=30)).download_pending()
+    assert queue.extended == []
+
+
+def test_product_taken_over_before_it_started_is_not_fetched() -> None:
+    """If the lease was lost while the claim waited, the product is left to its new owner."""
+    clock = FakeClock()
+    queue = FakeQueue(
+        [product(1, ["https://cdn/1/1.jpg"]), product(2, ["https://cdn/2/1.jpg"])], clock=clock
+    )
+
+    def slow_then_stolen() -> bytes:
+        clock.sleep(20)
+        queue.rows[2].owner = "someone-else"  # product 2's lease lapsed and was taken over
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/1/1.jpg": slow_then_stolen})
+    job = downloader(queue, fetcher, clock=clock, concurrency=1, lease=timedelta(seconds=30))
+    result = job.download_pending()
+    assert fetcher.fetched == ["https://cdn/1/1.jpg"]
+    assert queue.rows[2].owner == "someone-else"
+    assert result.metadata["lease_lost"] == 1
+    assert queue.released == []

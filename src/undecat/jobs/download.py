@@ -215,6 +215,10 @@ class PhotoDownloader:
             return
         product = claim.product
         try:
+            if not self._lease_covers(claim):
+                flow.settle(claim)  # another worker holds it now: not ours to touch
+                tally.add(lease_lost=1)
+                return
             urls = self._store_photos(product, tally)
         except OutageError as exc:
             flow.halt(exc)
@@ -225,6 +229,17 @@ class PhotoDownloader:
             self._settle(claim, flow, tally, error=self._message(exc))
             return
         self._settle(claim, flow, tally, urls=urls)
+
+    def _lease_covers(self, claim: Claim) -> bool:
+        """Renew a lease that has run half its course before the product starts; False if lost.
+
+        A claim may wait behind others of its batch; renewing it keeps a second worker from
+        taking over a product that is being downloaded (LEASE_SECONDS should exceed
+        PRODUCT_TIMEOUT by a margin, as the defaults of 3600 s and 120 s do).
+        """
+        if claim.lease_until - self.clock.now() >= self.settings.lease / 2:
+            return True
+        return self.queue.extend([claim], self.settings.lease) == 1
 
     def _settle(
         self,
