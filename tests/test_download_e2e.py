@@ -164,12 +164,15 @@ def test_bad_photos_each_fail_only_their_product(
         "missing": (Reply(status=404), "HTTP 404 not found"),
         "redirect": (Reply(status=302, headers={"Location": elsewhere}), "127.0.0.1 is not in"),
         "file": ("file:///etc/passwd", "only http and https"),
+        "busy": (Reply(status=503), "HTTP 503 still after backing off 0.01, 0.02, 0.03 s"),
         "cmyk": (Reply(body=cmyk_jpeg()), None),
         "alpha": (Reply(body=alpha_png()), None),
         "webp": (Reply(body=webp()), None),
         "../../etc": (Reply(body=rgb_jpeg()), None),
     }
     photos: dict[str, list[str]] = {}
+    origin.serve("/x/later.jpg", Reply(status=429), Reply(body=rgb_jpeg()))
+    photos["busy-then-fine"] = [origin.url("/x/later.jpg", tls=True)]
     for n, (external_id, (reply, _)) in enumerate(cases.items()):
         if isinstance(reply, str):
             photos[external_id] = [reply]
@@ -198,7 +201,9 @@ def test_bad_photos_each_fail_only_their_product(
     ]
     assert all(k.startswith("originals/zara/") and ".." not in k for k in keys)
     assert "originals/zara/~2E~2E~2F~2E~2E~2Fetc/1.jpg" in keys
-    assert (result.status, result.records_new, result.records_errors) == ("partial", 4, 7)
+    assert found["busy-then-fine"]["image_status"] == "uploaded"
+    assert origin.hits["/x/later.jpg"] == 2
+    assert (result.status, result.records_new, result.records_errors) == ("partial", 5, 8)
 
 
 def test_product_slower_than_its_budget_fails(
