@@ -43,6 +43,7 @@ class Reply:
     trickle: float = 0.0  # seconds between body chunks
     chunk: int = 64 * 1024
     length: bool = True  # send Content-Length (else the body ends when the connection closes)
+    gate: threading.Event | None = None  # answer only once this is set (at most 30 s)
 
 
 class Origin:
@@ -177,13 +178,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(reply, origin.latency)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
-        finally:
-            origin._done()
 
     def _answer(self, reply: Reply, latency: float) -> None:
+        if reply.gate is not None:
+            reply.gate.wait(30)
         wait = reply.delay + latency
         if wait > 0:
             time.sleep(wait)
+        # Done "in flight" before answering: the client's slot is held until it has read the
+        # answer, so this count can never exceed the client's concurrency by a race.
+        self.server.origin._done()
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)

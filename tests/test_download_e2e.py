@@ -321,9 +321,10 @@ def test_database_killed_mid_batch_loses_nothing(
     dsn = own_postgres.dsn
     apply_migrations(Secret(dsn), "staging")
     photos: dict[str, list[str]] = {}
+    dead = threading.Event()
     for n in range(6):
-        # The first two are quick; the rest are still on their way when the database dies.
-        origin.serve(f"/k/{n}.jpg", Reply(body=rgb_jpeg(), delay=0.0 if n < 2 else 0.8))
+        # The first two are quick; the rest are answered only once the database is dead.
+        origin.serve(f"/k/{n}.jpg", Reply(body=rgb_jpeg(), gate=None if n < 2 else dead))
         photos[f"k{n}"] = [origin.url(f"/k/{n}.jpg")]
     with Database(Secret(dsn), max_size=2) as db:
         add_products(db, photos)
@@ -338,12 +339,15 @@ def test_database_killed_mid_batch_loses_nothing(
     }
 
     def kill_when_slow_ones_are_in_flight() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if origin.hits["/k/2.jpg"] and origin.hits["/k/3.jpg"]:
-                own_postgres.kill()
-                return
-            time.sleep(0.01)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if origin.hits["/k/2.jpg"] and origin.hits["/k/3.jpg"]:
+                    own_postgres.kill()
+                    return
+                time.sleep(0.01)
+        finally:
+            dead.set()
 
     killer = threading.Thread(target=kill_when_slow_ones_are_in_flight)
     killer.start()
