@@ -21,7 +21,8 @@ from undecat.domain.models import Claim, Product, RunLog, RunResult
 from undecat.domain.stages import CollageStored, Outcome, Stage
 from undecat.domain.status import ImageStatus, RunStatus, SyncStatus, XimilarStatus
 from undecat.errors import ObjectStoreUnavailableError, ProductError
-from undecat.jobs.collage import CollageStage, cleanup_temp, retry_failed
+from undecat.jobs.collage import CollageStage
+from undecat.jobs.maintenance import cleanup_temp, retry_failed
 
 BASE = "https://images.test/unde-images/"
 BUILD = PillowCollageBuilder(quality=95)
@@ -519,7 +520,7 @@ def test_cleanup_temp_removes_only_old_scratch_files(tmp_path: Path, clock: Fake
     for path in (old, scratch / "old-folder", stored, link):
         _touch(path, timedelta(days=3), now)
     _touch(fresh, timedelta(hours=2), now)
-    result = cleanup_temp(tmp_path, clock)
+    result = cleanup_temp(tmp_path, clock, host="collage")
     assert result.status == RunStatus.SUCCESS
     assert result.metadata["removed"] == 3  # the old file, its emptied folder, the link
     assert not old.exists()
@@ -531,7 +532,7 @@ def test_cleanup_temp_removes_only_old_scratch_files(tmp_path: Path, clock: Fake
 
 def test_cleanup_temp_without_a_scratch_folder_is_a_no_op(tmp_path: Path, clock: FakeClock) -> None:
     """A data folder without tmp/ is fine: nothing removed, success."""
-    result = cleanup_temp(tmp_path / "absent", clock)
+    result = cleanup_temp(tmp_path / "absent", clock, host="collage")
     assert (result.status, result.metadata["removed"]) == (RunStatus.SUCCESS, 0)
 
 

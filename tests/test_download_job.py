@@ -16,7 +16,8 @@ from undecat.errors import (
     PhotoError,
     ProxyError,
 )
-from undecat.jobs.download import DownloadSettings, PhotoDownloader, retry_failed
+from undecat.jobs.download import DownloadSettings, PhotoDownloader
+from undecat.jobs.maintenance import retry_failed
 
 
 def downloader(

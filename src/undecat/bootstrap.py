@@ -290,25 +290,30 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
         work = stage().download_pending
         return Job(_scraper_name(host, "download_pending"), work, resources.recorder())
 
+    yield (host, "download_pending"), download_pending
+    yield from _wire_housekeeping(resources, host, Stage.DOWNLOAD)
+
+
+def _wire_housekeeping(resources: Resources, host: str, stage: Stage) -> _Wiring:
+    """``retry_failed`` and ``cleanup_temp``, the same on the downloader and collage hosts."""
+    from undecat.jobs import maintenance  # noqa: PLC0415
+
     def retry_failed() -> Job:
-        queue = resources.queue(Stage.DOWNLOAD)
+        queue = resources.queue(stage)
         return Job(
             _scraper_name(host, "retry_failed"),
-            lambda: download.retry_failed(queue),
+            lambda: maintenance.retry_failed(queue),
             resources.recorder(),
         )
 
     def cleanup_temp() -> Job:
-        from undecat.jobs.collage import cleanup_temp as clear_scratch  # noqa: PLC0415
-
-        clock = resources.clock()
+        clock, data_dir = resources.clock(), resources.config.data_dir
         return Job(
             _scraper_name(host, "cleanup_temp"),
-            lambda: clear_scratch(config.data_dir, clock),
+            lambda: maintenance.cleanup_temp(data_dir, clock, host=host),
             resources.recorder(),
         )
 
-    yield (host, "download_pending"), download_pending
     yield (host, "retry_failed"), retry_failed
     yield (host, "cleanup_temp"), cleanup_temp
 
@@ -343,25 +348,8 @@ def _wire_collage(resources: Resources) -> _Wiring:
         )
         return Job(_scraper_name("collage", "process_new"), stage.process_new, resources.recorder())
 
-    def retry_failed() -> Job:
-        queue = resources.queue(Stage.COLLAGE)
-        return Job(
-            _scraper_name("collage", "retry_failed"),
-            lambda: collage.retry_failed(queue),
-            resources.recorder(),
-        )
-
-    def cleanup_temp() -> Job:
-        clock = resources.clock()
-        return Job(
-            _scraper_name("collage", "cleanup_temp"),
-            lambda: collage.cleanup_temp(config.data_dir, clock),
-            resources.recorder(),
-        )
-
     yield ("collage", "process_new"), process_new
-    yield ("collage", "retry_failed"), retry_failed
-    yield ("collage", "cleanup_temp"), cleanup_temp
+    yield from _wire_housekeeping(resources, "collage", Stage.COLLAGE)
 
 
 # --- ximilar_sync host ----------------------------------------------------------------------

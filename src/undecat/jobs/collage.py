@@ -3,8 +3,8 @@
 ``process_new`` claims ``uploaded`` products (the ``collage`` lease), reads each one's
 originals from the object store by the keys of its ``image_urls``, builds the collage, uploads
 it to ``collages/{brand}/{external_id}.jpg`` and completes the claim with the collage's public
-URL (``collage_ready``). ``retry_failed`` re-queues the stage's ``error`` rows that have
-attempts left; ``cleanup_temp`` clears scratch files left in ``DATA_DIR/tmp``.
+URL (``collage_ready``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared
+ones of :mod:`undecat.jobs.maintenance`.
 
 Failure handling follows the rule of every stage: a photo that is missing, not an image or
 too large fails *that* product (``error`` with the reason); an object store or database
@@ -21,10 +21,8 @@ product marked ready without one.
 from __future__ import annotations
 
 import logging
-import stat
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import attrs
 
@@ -41,8 +39,6 @@ __all__ = [
     "COLLAGE_CONTENT_TYPE",
     "BuildCollage",
     "CollageStage",
-    "cleanup_temp",
-    "retry_failed",
 ]
 
 _log = logging.getLogger("undecat.jobs.collage")
@@ -168,15 +164,6 @@ class CollageStage:
         )
 
 
-def retry_failed(queue: WorkQueue) -> RunResult:
-    """Send the stage's ``error`` products with attempts left back to ``uploaded``."""
-    requeued = queue.requeue_failed()
-    _log.info("collage: %d failed product(s) requeued", requeued)
-    return RunResult(
-        status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
-    )
-
-
 def _name(product: Product) -> str:
     return f"{product.brand}/{product.external_id}"
 
@@ -186,52 +173,3 @@ def _reason(product: Product, exc: ProductError) -> str:
     if isinstance(exc, CollagePhotoError) and 0 <= exc.index < len(product.image_urls):
         return f"collage: {exc} [{redact_url(product.image_urls[exc.index])}]"
     return f"collage: {exc}"
-
-
-def cleanup_temp(
-    data_dir: Path, clock: Clock, *, max_age: timedelta = timedelta(days=1)
-) -> RunResult:
-    """Delete scratch files (and emptied folders) older than ``max_age`` under ``data_dir/tmp``.
-
-    Only ``tmp`` is touched: ``DATA_DIR`` also holds the filesystem object store, which is
-    data, not leftovers. Symbolic links are removed as links, never followed.
-    """
-    scratch = data_dir / "tmp"
-    cutoff = (clock.now() - max_age).timestamp()
-    removed = kept = failed = 0
-    # Ages are read before anything is deleted: removing a file touches its folder's mtime,
-    # which would otherwise make every emptied folder look fresh.
-    entries = [(path, path.lstat()) for path in scratch.rglob("*")] if scratch.is_dir() else []
-    # Deepest first, so a folder is looked at after everything in it.
-    entries.sort(key=lambda entry: len(entry[0].parts), reverse=True)
-    for path, status in entries:
-        try:
-            if status.st_mtime >= cutoff:
-                kept += 1
-            elif stat.S_ISDIR(status.st_mode):
-                if any(path.iterdir()):
-                    kept += 1
-                else:
-                    path.rmdir()
-                    removed += 1
-            else:
-                path.unlink()
-                removed += 1
-        except FileNotFoundError:  # another cleanup got there first
-            continue
-        except OSError as exc:
-            _log.warning("collage cleanup_temp: cannot remove %s: %s", path, exc)
-            failed += 1
-    _log.info(
-        "collage cleanup_temp: removed %d, kept %d, failed %d under %s",
-        removed,
-        kept,
-        failed,
-        scratch,
-    )
-    return RunResult(
-        status=RunStatus.PARTIAL if failed else RunStatus.SUCCESS,
-        records_updated=removed,
-        records_errors=failed,
-        metadata={"removed": removed, "kept": kept, "failed": failed, "folder": str(scratch)},
-    )

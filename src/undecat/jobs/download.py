@@ -6,7 +6,8 @@ next batch is claimed as soon as every product of the previous one has started, 
 do not wait for a batch's slowest product. For each product, up to five photos are fetched in
 catalog order, validated, and uploaded to ``originals/{brand}/{external_id}/{n}.jpg``
 (``n`` = 1, 2, ...). Only when every photo is stored is the claim completed with their public
-URLs (``uploaded``). ``retry_failed`` re-queues the stage's ``error`` rows with attempts left.
+URLs (``uploaded``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared ones of
+:mod:`undecat.jobs.maintenance`.
 
 Failure handling, the rule of every stage:
 
@@ -48,7 +49,6 @@ __all__ = [
     "PhotoDownloader",
     "PhotoPreparer",
     "PreparedPhoto",
-    "retry_failed",
 ]
 
 _log = logging.getLogger("undecat.jobs.download")
@@ -324,15 +324,6 @@ def _reap(running: list[Future[None]]) -> list[Future[None]]:
         if future.done():
             future.result()
     return [f for f in running if not f.done()]
-
-
-def retry_failed(queue: WorkQueue) -> RunResult:
-    """Send the stage's ``error`` products with attempts left back to ``pending``."""
-    requeued = queue.requeue_failed()
-    _log.info("download: %d failed product(s) requeued", requeued)
-    return RunResult(
-        status=RunStatus.SUCCESS, records_updated=requeued, metadata={"requeued": requeued}
-    )
 
 
 def _name(product: Product) -> str:
