@@ -14,6 +14,7 @@ from tests.seed import draft, seed_rows
 
 from benchmarks._db import staging_database
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
+from undecat.adapters.postgres.catalog import _copy_row as copy_row
 from undecat.domain.models import ProductDraft
 from undecat.domain.stages import Stage
 from undecat.redact import Secret
@@ -115,33 +116,19 @@ def _document_loop(dsn: str, drafts: list[ProductDraft]) -> float:
 
 def _copy_floor(dsn: str, drafts: list[ProductDraft]) -> float:
     """The same rows written by COPY: the table's own cost, with no conflict handling at all."""
+    columns = (
+        "source, external_id, brand, name, description, price, currency, category, colour,"
+        " sizes, composition, original_image_urls, raw_data, scraped_at"
+    )
     started = time.perf_counter()
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        columns = (
-            "source, external_id, brand, name, description, price, currency, category, colour,"
-            " sizes, composition, original_image_urls, raw_data, scraped_at"
-        )
-        with cur.copy(f"COPY raw_products ({columns}) FROM STDIN") as copy:
-            now = datetime.now(UTC)
-            for d in drafts:
-                copy.write_row(
-                    (
-                        d.source,
-                        d.external_id,
-                        d.brand,
-                        d.name,
-                        d.description,
-                        d.price,
-                        d.currency,
-                        d.category,
-                        d.colour,
-                        json.dumps(list(d.sizes)),
-                        d.composition,
-                        json.dumps(list(d.original_image_urls)),
-                        json.dumps(d.raw_data),
-                        now,
-                    )
-                )
+    now = datetime.now(UTC)
+    with (
+        psycopg.connect(dsn) as conn,
+        conn.cursor() as cur,
+        cur.copy(f"COPY raw_products ({columns}) FROM STDIN") as copy,
+    ):
+        for d in drafts:
+            copy.write_row((*copy_row(d), now))  # the store's own row encoding
     return time.perf_counter() - started
 
 
