@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import trustme
-from tests.download_fakes import FakeQueue, product
+from tests.download_fakes import download_queue, product
 from tests.fix_origin import Origin, Reply
 from tests.fix_proxy import PROXY_PASSWORD, PROXY_USER, start_proxy, stop_proxy
 from tests.photo_samples import encode
@@ -101,7 +101,7 @@ def _run(
     """Download ``products`` x ``photos`` photos; return (seconds, photos stored)."""
     clock = SystemClock()
     urls = [[f"{base}/p/{n}/{i}.jpg" for i in range(1, photos + 1)] for n in range(products)]
-    queue = FakeQueue([product(n + 1, urls[n]) for n in range(products)])
+    queue = download_queue([product(n + 1, urls[n]) for n in range(products)])
     fetcher = ProxyPhotoFetcher(
         FetchSettings(
             proxy_url=Secret(proxy),

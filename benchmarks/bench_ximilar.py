@@ -14,7 +14,8 @@ from datetime import timedelta
 
 import psycopg
 from psycopg.types.json import Jsonb
-from tests.fix_ximilar import COLLECTION, PREFIX, TOKEN, FakeClock, execute, seed_products, serve
+from tests.fakes import FakeClock
+from tests.fix_ximilar import COLLECTION, PREFIX, TOKEN, execute, seed_products, serve
 
 from benchmarks._db import staging_database
 from undecat.adapters.postgres import Database, PostgresWorkQueue

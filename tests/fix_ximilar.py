@@ -14,13 +14,13 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests.fakes import FakeClock
 from undecat.adapters.postgres.rows import PRODUCT_COLUMNS, product_from_row
 from undecat.adapters.ximilar import RateLimiter, XimilarClient
 from undecat.domain.ximilar import photo_slots
@@ -31,28 +31,6 @@ TOKEN = "xim-test-token-5f1c9a"
 COLLECTION = "coll-7d2e40b1"
 PREFIX = "similarity/fashion-new/v2"
 MAX_RECORDS = 10
-
-
-class FakeClock:
-    """A thread-safe :class:`~undecat.ports.Clock` whose ``sleep`` only moves time on."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self._lock = threading.Lock()
-        self._t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        with self._lock:
-            return datetime(2025, 1, 5, 10, 0, tzinfo=UTC) + timedelta(seconds=self._t)
-
-    def monotonic(self) -> float:
-        with self._lock:
-            return self._t
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self._t += max(seconds, 0.0)
 
 
 class FakeXimilar:

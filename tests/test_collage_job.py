@@ -13,14 +13,15 @@ import attrs
 import pytest
 from PIL import Image
 
+from tests.fakes import FakeClock, MemoryQueue, MemoryStore
 from undecat.adapters.imaging.collage import PillowCollageBuilder
 from undecat.bootstrap import bootstrap
 from undecat.config import Config
 from undecat.domain.keys import collage_key, original_key
 from undecat.domain.models import Claim, Product, RunLog, RunResult
-from undecat.domain.stages import CollageStored, Outcome, Stage
+from undecat.domain.stages import Outcome, Stage
 from undecat.domain.status import ImageStatus, RunStatus, SyncStatus, XimilarStatus
-from undecat.errors import ObjectStoreUnavailableError, ProductError
+from undecat.errors import ObjectStoreUnavailableError
 from undecat.jobs.collage import CollageStage
 from undecat.jobs.maintenance import cleanup_temp, retry_failed
 
@@ -28,166 +29,10 @@ BASE = "https://images.test/unde-images/"
 BUILD = PillowCollageBuilder(quality=95)
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.wall = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-        self.mono = 1000.0
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
-
-
-@attrs.define
-class Row:
-    """One raw_products row as the collage stage sees it."""
-
-    product: Product
-    status: ImageStatus = ImageStatus.UPLOADED
-    collage_url: str | None = None
-    error_message: str | None = None
-    owner: str | None = None
-    lease_until: datetime | None = None
-    attempts: int = 0
-
-
-class FakeQueue:
-    """The collage WorkQueue in memory, with leases on the fake clock."""
-
-    stage = Stage.COLLAGE
-
-    def __init__(self, clock: FakeClock, max_attempts: int = 3) -> None:
-        self.clock = clock
-        self.max_attempts = max_attempts
-        self.rows: dict[int, Row] = {}
-
-    def add(self, product: Product) -> None:
-        self.rows[product.id] = Row(product)
-
-    def _free(self, row: Row) -> bool:
-        return row.lease_until is None or row.lease_until < self.clock.now()
-
-    def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
-        claims: list[Claim] = []
-        for row in sorted(self.rows.values(), key=lambda r: r.product.id):
-            if len(claims) == limit:
-                break
-            if row.status is ImageStatus.UPLOADED and self._free(row):
-                row.owner, row.lease_until = owner, self.clock.now() + lease
-                row.attempts += 1
-                claims.append(Claim("collage", owner, row.attempts, row.lease_until, row.product))
-        return claims
-
-    def _held(self, claim: Claim) -> Row | None:
-        row = self.rows[claim.product.id]
-        return row if row.owner == claim.owner else None
-
-    def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
-        held = [row for claim in claims if (row := self._held(claim))]
-        for row in held:
-            row.lease_until = self.clock.now() + lease
-        return len(held)
-
-    def complete(self, claim: Claim, outcome: Outcome) -> bool:
-        row = self._held(claim)
-        if row is None:
-            return False
-        assert isinstance(outcome, CollageStored)
-        row.status, row.collage_url, row.error_message = (
-            ImageStatus.COLLAGE_READY,
-            outcome.collage_url,
-            None,
-        )
-        row.owner = row.lease_until = None
-        row.attempts = 0
-        return True
-
-    def fail(self, claim: Claim, message: str) -> bool:
-        row = self._held(claim)
-        if row is None:
-            return False
-        row.status, row.error_message = ImageStatus.ERROR, message
-        row.owner = row.lease_until = None
-        return True
-
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        raise AssertionError("the collage stage never postpones")
-
-    def release(self, claims: Sequence[Claim]) -> int:
-        held = [row for claim in claims if (row := self._held(claim))]
-        for row in held:
-            row.owner = row.lease_until = None
-            row.attempts -= 1
-        return len(held)
-
-    def requeue_failed(self) -> int:
-        requeued = 0
-        for row in self.rows.values():
-            if row.status is ImageStatus.ERROR and 0 < row.attempts < self.max_attempts:
-                row.status = ImageStatus.UPLOADED
-                requeued += 1
-        return requeued
-
-
-class FakeStore:
-    """The ObjectStore port in memory; ``down`` makes every call an outage."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.puts: list[str] = []
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise ObjectStoreUnavailableError("S3 endpoint refused the connection")
-
-    def put(self, key: str, data: bytes, content_type: str) -> str:
-        self._check()
-        assert content_type == "image/jpeg"
-        self.objects[key] = data
-        self.puts.append(key)
-        return self.public_url(key)
-
-    def get(self, key: str) -> bytes:
-        self._check()
-        if key not in self.objects:
-            raise ProductError(f"no object at {key}")
-        return self.objects[key]
-
-    def exists(self, key: str) -> bool:
-        self._check()
-        return key in self.objects
-
-    def delete_prefix(self, prefix: str) -> int:
-        gone = [k for k in self.objects if k.startswith(prefix)]
-        for key in gone:
-            del self.objects[key]
-        return len(gone)
-
-    def public_url(self, key: str) -> str:
-        return BASE + key
-
-    def key_for_url(self, url: str) -> str:
-        if not url.startswith(BASE):
-            raise ProductError(f"{url} is not a URL of this store")
-        return url[len(BASE) :]
-
-
 class DownAfter:
     """An object store that goes down after ``calls`` successful gets."""
 
-    def __init__(self, store: FakeStore, calls: int) -> None:
+    def __init__(self, store: MemoryStore, calls: int) -> None:
         self.store, self.calls = store, calls
 
     def __getattr__(self, name: str) -> Any:
@@ -195,7 +40,7 @@ class DownAfter:
 
     def get(self, key: str) -> bytes:
         if self.calls == 0:
-            self.store.down = True
+            self.store.down = ObjectStoreUnavailableError("S3 endpoint refused the connection")
         self.calls -= 1
         return self.store.get(key)
 
@@ -227,7 +72,7 @@ def _product(n: int, urls: tuple[str, ...], brand: str = "zara") -> Product:
     )
 
 
-def _stock(queue: FakeQueue, store: FakeStore, n: int, photos: Sequence[bytes]) -> Product:
+def _stock(queue: MemoryQueue, store: MemoryStore, n: int, photos: Sequence[bytes]) -> Product:
     """Put a product's originals in the store and the product in the queue."""
     external_id = str(495_000_000 + n)
     urls = []
@@ -246,16 +91,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def queue(clock: FakeClock) -> FakeQueue:
-    return FakeQueue(clock)
+def queue(clock: FakeClock) -> MemoryQueue:
+    return MemoryQueue(Stage.COLLAGE, clock=clock)
 
 
 @pytest.fixture
-def store() -> FakeStore:
-    return FakeStore()
+def store() -> MemoryStore:
+    return MemoryStore(BASE)
 
 
-def _stage(queue: FakeQueue, store: Any, clock: FakeClock, **changes: Any) -> CollageStage:
+def _stage(queue: MemoryQueue, store: Any, clock: FakeClock, **changes: Any) -> CollageStage:
     fields: dict[str, Any] = {
         "queue": queue,
         "store": store,
@@ -273,7 +118,7 @@ PHOTOS = [_jpeg(30, 45, (200, 0, 0)), _jpeg(20, 30, (0, 200, 0)), _jpeg(30, 45, 
 
 
 def test_process_new_stores_each_collage_and_marks_it_ready(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """Every uploaded product gets its collage at collages/{brand}/{id}.jpg and collage_ready."""
     products = [_stock(queue, store, n, PHOTOS[: n % 3 + 1]) for n in range(1, 6)]
@@ -291,7 +136,7 @@ def test_process_new_stores_each_collage_and_marks_it_ready(
 
 
 def test_running_twice_builds_each_collage_once(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A second run finds nothing to do: no collage is rebuilt or uploaded again."""
     for n in range(1, 4):
@@ -305,7 +150,7 @@ def test_running_twice_builds_each_collage_once(
 
 
 def test_truncated_original_fails_only_that_product_with_the_photo_named(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A truncated photo marks its product error naming the photo; the others are built."""
     good = _stock(queue, store, 1, PHOTOS)
@@ -324,7 +169,7 @@ def test_truncated_original_fails_only_that_product_with_the_photo_named(
 
 
 def test_missing_original_fails_the_product(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """An original that is not in the store is the product's fault, with the key in the reason."""
     product = _stock(queue, store, 1, PHOTOS)
@@ -341,7 +186,7 @@ def test_missing_original_fails_the_product(
 
 
 def test_foreign_url_and_no_photos_fail_the_product(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A photo URL outside the store, or no photos at all, fails the product with a reason."""
     queue.add(_product(1, ("https://elsewhere.test/a.jpg",)))
@@ -354,7 +199,7 @@ def test_foreign_url_and_no_photos_fail_the_product(
 
 
 def test_too_large_collage_fails_the_product_clearly(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A collage over the pixel budget (2.4 GP here) is the product's fault, not a crash."""
     strip = io.BytesIO()
@@ -366,7 +211,7 @@ def test_too_large_collage_fails_the_product_clearly(
 
 
 def test_object_store_outage_releases_the_batch_and_marks_nothing(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """S3 going down mid-batch: the run fails, the rest is released untouched, none is error."""
     products = [_stock(queue, store, n, PHOTOS) for n in range(1, 5)]
@@ -388,7 +233,7 @@ def test_object_store_outage_releases_the_batch_and_marks_nothing(
 
 
 def test_outage_on_upload_releases_the_claim(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A failed upload is an outage too: the product stays uploaded, its attempt not counted."""
     product = _stock(queue, store, 1, PHOTOS)
@@ -410,7 +255,7 @@ class Crash(BaseException):
 class CrashOnFirstComplete:
     """A queue whose first complete() never happens: the worker dies right after the upload."""
 
-    def __init__(self, queue: FakeQueue) -> None:
+    def __init__(self, queue: MemoryQueue) -> None:
         self.queue, self.crashed = queue, False
 
     def __getattr__(self, name: str) -> Any:
@@ -424,7 +269,7 @@ class CrashOnFirstComplete:
 
 
 def test_crash_between_upload_and_status_update_is_recovered_once(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """After a crash past the upload, the lapsed lease lets a rerun finish: one key, same bytes."""
     product = _stock(queue, store, 1, PHOTOS)
@@ -448,7 +293,7 @@ def test_crash_between_upload_and_status_update_is_recovered_once(
 
 
 def test_lease_lost_before_completion_is_counted_not_written(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """A worker whose lease was taken over writes nothing and says so in the run metadata."""
     product = _stock(queue, store, 1, PHOTOS)
@@ -466,7 +311,7 @@ def test_lease_lost_before_completion_is_counted_not_written(
 
 
 def test_long_batches_renew_their_leases(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """Leases of the rest of a batch are pushed out once half the lease has gone by."""
     products = [_stock(queue, store, n, PHOTOS[:1]) for n in range(1, 5)]
@@ -486,7 +331,7 @@ def test_long_batches_renew_their_leases(
 
 
 def test_retry_failed_requeues_failed_products(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
 ) -> None:
     """retry_failed gives failed products with attempts left back to the stage."""
     product = _stock(queue, store, 1, [b"not an image"])
@@ -555,7 +400,7 @@ class MemoryRecorder:
 
 
 def test_bootstrap_wires_the_collage_host(
-    queue: FakeQueue, store: FakeStore, clock: FakeClock, tmp_path: Path
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock, tmp_path: Path
 ) -> None:
     """The runner's three jobs run through bootstrap, logged under the document's names."""
     product = _stock(queue, store, 1, PHOTOS)

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from tests.download_fakes import FakeFetcher, FakePreparer, FakeQueue, FakeStore, product
-from tests.fix_ximilar import FakeClock
-from undecat.domain.status import RunStatus
+from tests.download_fakes import FakeFetcher, FakePreparer, download_queue, product
+from tests.fakes import FakeClock, MemoryQueue, MemoryStore
+from undecat.domain.status import ImageStatus, RunStatus
 from undecat.errors import (
     DatabaseUnavailableError,
     ObjectStoreUnavailableError,
@@ -21,9 +21,9 @@ from undecat.jobs.maintenance import retry_failed
 
 
 def downloader(
-    queue: FakeQueue,
+    queue: MemoryQueue,
     fetcher: FakeFetcher | None = None,
-    store: FakeStore | None = None,
+    store: MemoryStore | None = None,
     clock: FakeClock | None = None,
     **settings: object,
 ) -> PhotoDownloader:
@@ -38,7 +38,7 @@ def downloader(
         queue=queue,
         fetcher=fetcher or FakeFetcher(),
         preparer=FakePreparer(),
-        store=store or FakeStore(),
+        store=store or MemoryStore(),
         clock=clock or FakeClock(),
         settings=DownloadSettings(**values),  # type: ignore[arg-type]
         secrets=("hunter2-secret",),
@@ -48,16 +48,17 @@ def downloader(
 def test_photos_are_stored_in_order_and_the_product_completed() -> None:
     """Each photo goes to originals/{brand}/{id}/{n}.jpg and the URLs are written in order."""
     urls = [f"https://cdn/p/{i}.jpg" for i in range(1, 4)]
-    queue = FakeQueue([product(1, urls)])
+    queue = download_queue([product(1, urls)])
     fetcher = FakeFetcher({u: u.encode() for u in urls})
-    store = FakeStore()
+    store = MemoryStore()
     result = downloader(queue, fetcher, store).download_pending()
     row = queue.rows[1]
     assert row.status == "uploaded"
     assert row.image_urls == tuple(
         f"https://s3.test/bucket/originals/zara/1001/{n}.jpg" for n in (1, 2, 3)
     )
-    assert store.objects["originals/zara/1001/2.jpg"] == (urls[1].encode(), "image/jpeg")
+    assert store.objects["originals/zara/1001/2.jpg"] == urls[1].encode()
+    assert store.content_types["originals/zara/1001/2.jpg"] == "image/jpeg"
     assert (result.status, result.records_fetched, result.records_new) == ("success", 1, 1)
     assert result.metadata["photos_stored"] == 3
 
@@ -65,7 +66,7 @@ def test_photos_are_stored_in_order_and_the_product_completed() -> None:
 def test_at_most_five_photos_and_width_placeholder_filled() -> None:
     """Only the first five photos are fetched, with {width} replaced by 1920."""
     urls = [f"https://cdn/p/{i}_{{width}}.jpg" for i in range(1, 8)]
-    queue = FakeQueue([product(1, urls)])
+    queue = download_queue([product(1, urls)])
     fetcher = FakeFetcher()
     downloader(queue, fetcher).download_pending()
     assert fetcher.fetched == [f"https://cdn/p/{i}_1920.jpg" for i in range(1, 6)]
@@ -74,7 +75,7 @@ def test_at_most_five_photos_and_width_placeholder_filled() -> None:
 
 def test_a_bad_photo_fails_only_its_product() -> None:
     """A 404 photo marks its product error with a message naming the photo; others go on."""
-    queue = FakeQueue([product(1), product(2), product(3)])
+    queue = download_queue([product(1), product(2), product(3)])
     bad = "https://cdn/2/2.jpg"
     fetcher = FakeFetcher({bad: PhotoError("HTTP 404 not found", url=bad)})
     result = downloader(queue, fetcher).download_pending()
@@ -87,7 +88,7 @@ def test_a_bad_photo_fails_only_its_product() -> None:
 
 def test_product_without_photos_is_an_error() -> None:
     """A product with no photo URL cannot be uploaded: it fails with a reason."""
-    queue = FakeQueue([product(1, [])])
+    queue = download_queue([product(1, [])])
     downloader(queue).download_pending()
     assert queue.rows[1].status == "error"
     assert "no photo URLs" in (queue.rows[1].error_message or "")
@@ -96,7 +97,7 @@ def test_product_without_photos_is_an_error() -> None:
 def test_error_message_never_carries_a_secret() -> None:
     """A secret that found its way into an exception message is scrubbed before it is stored."""
     url = "https://cdn/1/1.jpg"
-    queue = FakeQueue([product(1)])
+    queue = download_queue([product(1)])
     fetcher = FakeFetcher({url: PhotoError("proxy said hunter2-secret", url=url)})
     downloader(queue, fetcher).download_pending()
     message = queue.rows[1].error_message or ""
@@ -114,9 +115,9 @@ def test_error_message_never_carries_a_secret() -> None:
 )
 def test_outage_stops_the_batch_and_releases_everything_unsettled(outage: Exception) -> None:
     """An outage marks nothing error, hands back every unfinished claim, and fails the run."""
-    queue = FakeQueue([product(i) for i in range(1, 9)])
+    queue = download_queue([product(i) for i in range(1, 9)])
     fetcher = FakeFetcher()
-    store = FakeStore()
+    store = MemoryStore()
     if isinstance(outage, ProxyError):
         fetcher.answers["https://cdn/3/1.jpg"] = outage
     else:
@@ -136,7 +137,7 @@ def test_outage_stops_the_batch_and_releases_everything_unsettled(outage: Except
 
 def test_product_errors_after_an_outage_are_released_not_failed() -> None:
     """Once a batch is stopping, a product error is not trusted: the product is handed back."""
-    queue = FakeQueue([product(1), product(2)])
+    queue = download_queue([product(1), product(2)])
     gate = threading.Barrier(2, timeout=5)
 
     def outage_then() -> bytes:
@@ -159,7 +160,7 @@ def test_product_errors_after_an_outage_are_released_not_failed() -> None:
 
 def test_database_gone_mid_batch_fails_the_run_and_leaves_leases_to_lapse() -> None:
     """When completing a product hits a dead database, the run fails and nothing is marked."""
-    queue = FakeQueue([product(1), product(2)])
+    queue = download_queue([product(1), product(2)])
     queue.fail_on["complete"] = DatabaseUnavailableError("server closed the connection")
     queue.fail_on["release"] = DatabaseUnavailableError("server closed the connection")
     result = downloader(queue).download_pending()
@@ -170,7 +171,7 @@ def test_database_gone_mid_batch_fails_the_run_and_leaves_leases_to_lapse() -> N
 
 def test_database_down_at_claim_fails_the_run() -> None:
     """A claim that cannot reach the database is a failed run, not an empty one."""
-    queue = FakeQueue([product(1)])
+    queue = download_queue([product(1)])
     queue.fail_on["claim"] = DatabaseUnavailableError("connection refused")
     result = downloader(queue).download_pending()
     assert result.status == RunStatus.FAILED
@@ -178,7 +179,7 @@ def test_database_down_at_claim_fails_the_run() -> None:
 
 def test_batches_repeat_until_nothing_is_pending() -> None:
     """Ten products with a batch size of four take three claims and all end uploaded."""
-    queue = FakeQueue([product(i) for i in range(1, 11)])
+    queue = download_queue([product(i) for i in range(1, 11)])
     result = downloader(queue, batch_size=4).download_pending()
     assert all(queue.status(i) == "uploaded" for i in range(1, 11))
     assert result.metadata["batches"] == 3
@@ -187,14 +188,14 @@ def test_batches_repeat_until_nothing_is_pending() -> None:
 
 def test_max_batches_bounds_a_run() -> None:
     """With max_batches the run stops after that many claims even if work is left."""
-    queue = FakeQueue([product(i) for i in range(1, 11)])
+    queue = download_queue([product(i) for i in range(1, 11)])
     downloader(queue, batch_size=4, max_batches=1).download_pending()
     assert sum(queue.status(i) == "uploaded" for i in range(1, 11)) == 4
 
 
 def test_products_are_downloaded_concurrently_up_to_the_limit() -> None:
     """Products of a batch are worked on in parallel, never more than the concurrency at once."""
-    queue = FakeQueue([product(i, [f"https://cdn/{i}/1.jpg"]) for i in range(1, 13)])
+    queue = download_queue([product(i, [f"https://cdn/{i}/1.jpg"]) for i in range(1, 13)])
     fetcher = FakeFetcher()
     fetcher.hold = 0.03
     downloader(queue, fetcher, batch_size=12, concurrency=4).download_pending()
@@ -204,7 +205,7 @@ def test_products_are_downloaded_concurrently_up_to_the_limit() -> None:
 
 def test_lost_lease_is_not_counted_as_new() -> None:
     """If another worker took the product over, the result is not written or counted."""
-    queue = FakeQueue([product(1, ["https://cdn/1/1.jpg"])])
+    queue = download_queue([product(1, ["https://cdn/1/1.jpg"])])
 
     def steal() -> bytes:
         queue.rows[1].owner = "someone-else"
@@ -218,9 +219,9 @@ def test_lost_lease_is_not_counted_as_new() -> None:
 
 def test_retry_failed_requeues_errors_with_attempts_left() -> None:
     """retry_failed sends error products back to pending and reports how many."""
-    queue = FakeQueue([product(1), product(2)])
-    queue.rows[1].status, queue.rows[1].attempts = "error", 1
-    queue.rows[2].status, queue.rows[2].attempts = "error", 3
+    queue = download_queue([product(1), product(2)])
+    queue.rows[1].status, queue.rows[1].attempts = ImageStatus.ERROR, 1
+    queue.rows[2].status, queue.rows[2].attempts = ImageStatus.ERROR, 3
     result = retry_failed(queue)
     assert (queue.status(1), queue.status(2)) == ("pending", "error")
     assert result.records_updated == 1
@@ -228,7 +229,7 @@ def test_retry_failed_requeues_errors_with_attempts_left() -> None:
 
 def test_next_batch_starts_while_a_slow_product_of_the_last_one_is_in_flight() -> None:
     """Workers do not idle behind a batch's slowest product: the next batch is already claimed."""
-    queue = FakeQueue([product(i, [f"https://cdn/{i}/1.jpg"]) for i in range(1, 5)])
+    queue = download_queue([product(i, [f"https://cdn/{i}/1.jpg"]) for i in range(1, 5)])
     fourth_fetched = threading.Event()
 
     def slow() -> bytes:
@@ -248,7 +249,7 @@ def test_next_batch_starts_while_a_slow_product_of_the_last_one_is_in_flight() -
 def test_lease_half_spent_while_waiting_is_renewed_before_the_product_starts() -> None:
     """A claim that waited behind others until half its lease was gone is extended first."""
     clock = FakeClock()
-    queue = FakeQueue([product(1, ["https://cdn/1/1.jpg"]), product(2)], clock=clock)
+    queue = download_queue([product(1, ["https://cdn/1/1.jpg"]), product(2)], clock=clock)
 
     def slow() -> bytes:
         clock.sleep(20)  # product 1 takes long: product 2's claim waits
@@ -264,7 +265,7 @@ def test_lease_half_spent_while_waiting_is_renewed_before_the_product_starts() -
 def test_fresh_lease_is_not_renewed() -> None:
     """A lease with more than half its time left costs no extra database call."""
     clock = FakeClock()
-    queue = FakeQueue([product(1), product(2)], clock=clock)
+    queue = download_queue([product(1), product(2)], clock=clock)
     downloader(queue, clock=clock, lease=timedelta(seconds=30)).download_pending()
     assert queue.extended == []
 
@@ -272,7 +273,7 @@ def test_fresh_lease_is_not_renewed() -> None:
 def test_product_taken_over_before_it_started_is_not_fetched() -> None:
     """If the lease was lost while the claim waited, the product is left to its new owner."""
     clock = FakeClock()
-    queue = FakeQueue(
+    queue = download_queue(
         [product(1, ["https://cdn/1/1.jpg"]), product(2, ["https://cdn/2/1.jpg"])], clock=clock
     )
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import FakeClock
 from tests.fix_origin import Origin, Reply
 from tests.fix_proxy import ProxyServer
-from tests.fix_ximilar import FakeClock
 from undecat.adapters.clock import SystemClock
 from undecat.adapters.http import FetchSettings, ProxyPhotoFetcher
 from undecat.adapters.http.useragents import USER_AGENTS

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fix_ximilar import COLLECTION, FakeClock, FakeXimilar, client_for, serve
+from tests.fakes import FakeClock
+from tests.fix_ximilar import COLLECTION, FakeXimilar, client_for, serve
 from undecat.adapters.clock import SystemClock
 from undecat.adapters.ximilar import XimilarClient
 from undecat.adapters.ximilar.wire import parse_reply

@@ -10,8 +10,8 @@ import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import FakeClock
 from tests.fix_ximilar import (
-    FakeClock,
     FakeXimilar,
     client_for,
     execute,

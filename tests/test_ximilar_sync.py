@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.fakes import FakeClock
 from tests.fix_ximilar import (
     COLLECTION,
     PREFIX,
     TOKEN,
-    FakeClock,
     FakeXimilar,
     client_for,
     execute,
