@@ -32,7 +32,7 @@ from datetime import timedelta
 import psutil
 import psycopg
 from tests.fake_apify import TOKEN, FakeApify, RunPlan
-from tests.fix_pgbouncer import Bouncer, running_pgbouncer
+from tests.fix_pgbouncer import Bouncer, running_pgbouncer_for
 from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
@@ -222,13 +222,7 @@ def main() -> None:
     try:
         baseline = _document_loop(BASELINE_ITEMS)
         _report("direct TCP", baseline, [_ours(size, env) for size in SIZES])
-        info = psycopg.conninfo.conninfo_to_dict(env["UNDECAT_TEST_DSN"])
-        with running_pgbouncer(
-            str(info.get("host", "127.0.0.1")),
-            int(str(info.get("port", 5432))),
-            str(info.get("user", "postgres")),
-            str(info.get("password") or ""),
-        ) as bouncer:
+        with running_pgbouncer_for(env["UNDECAT_TEST_DSN"]) as bouncer:
             routed = {**env, "BENCH_BOUNCER_PORT": str(bouncer.port)}
             os.environ["BENCH_BOUNCER_PORT"] = str(bouncer.port)
             try:

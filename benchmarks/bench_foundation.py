@@ -9,8 +9,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tests.fix_pgbouncer import running_pgbouncer
+from tests.fix_pgbouncer import running_pgbouncer_for
 from tests.seed import draft, seed_rows
+from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
@@ -39,53 +40,9 @@ _DOCUMENT_UPSERT = """
 """
 
 
-def _item(n: int) -> dict[str, object]:
-    """A raw item of the document's datasaurus/zara shape: two colours of four sizes."""
-    ref = f"0{2086797 + n}"
-    return {
-        "id": 500_000_000 + n,
-        "reference": f"{ref}-V2026",
-        "brand": "Zara",
-        "name": f"ZW COLLECTION ASYMMETRIC BLAZER {n}",
-        "description": "Blazer with a notched lapel collar and long sleeves. " * 3,
-        "price": 69900,
-        "category": "woman-outerwear-padded",
-        "colors": "Black",
-        "sizes": "XS, S, M, L",
-        "detailedComposition": {
-            "parts": [
-                {
-                    "description": "outer shell",
-                    "components": [{"material": "polyester", "percentage": "100%"}],
-                }
-            ]
-        },
-        "colorsSizesImagesJSON": [
-            {
-                "id": colour,
-                "name": name,
-                "productId": 512_918_856 + n,
-                "xmedia": [
-                    f"https://static.zara.net/photos/{ref}{colour}-{v}.jpg?w={{width}}"
-                    for v in ("p", "e1", "e2", "e3", "e4")
-                ],
-                "sizes": [
-                    {
-                        "name": size,
-                        "sku": 512_913_641 + i,
-                        "availability": "in_stock",
-                        "price": 69900,
-                    }
-                    for i, size in enumerate(("XS", "S", "M", "L"))
-                ],
-            }
-            for colour, name in (("800", "Black"), ("250", "Ecru"))
-        ],
-    }
-
-
 def _drafts() -> list[ProductDraft]:
-    return [draft(n, photos=5, raw_data=_item(n)) for n in range(PRODUCTS)]
+    # raw_data of the document's item shape (two parts of composition, colours, sizes).
+    return [draft(n, photos=5, raw_data=zara_item(500_000_000 + n)) for n in range(PRODUCTS)]
 
 
 def _document_loop(dsn: str, drafts: list[ProductDraft]) -> float:
@@ -178,14 +135,9 @@ def upsert() -> None:
     drafts = _drafts()
     with staging_database("bench_upsert") as dsn:
         _compare("direct", dsn, drafts)
-        info = psycopg.conninfo.conninfo_to_dict(dsn)
-        with running_pgbouncer(
-            str(info.get("host", "127.0.0.1")),
-            int(str(info.get("port", 5432))),
-            str(info.get("user", "postgres")),
-            str(info.get("password") or ""),
-        ) as bouncer:
-            _compare("via PgBouncer", bouncer.dsn_for(str(info["dbname"])), drafts)
+        with running_pgbouncer_for(dsn) as bouncer:
+            dbname = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+            _compare("via PgBouncer", bouncer.dsn_for(dbname), drafts)
 
 
 def claim(rounds: int = 40) -> None:

@@ -53,6 +53,17 @@ def pgbouncer(pg_server: PgServer) -> Iterator[Bouncer]:
         yield b
 
 
+def running_pgbouncer_for(dsn: str) -> contextlib.AbstractContextManager[Bouncer]:
+    """Run PgBouncer in front of the server of ``dsn`` (benchmarks)."""
+    info = conninfo.conninfo_to_dict(dsn)
+    return running_pgbouncer(
+        str(info.get("host") or "127.0.0.1"),
+        int(str(info.get("port") or 5432)),
+        str(info.get("user") or "postgres"),
+        str(info.get("password") or ""),
+    )
+
+
 @contextlib.contextmanager
 def running_pgbouncer(host: str, port: int, user: str, password: str) -> Iterator[Bouncer]:
     """Run PgBouncer in front of ``host:port`` until the block ends (tests and benchmarks)."""
