@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from undecat.errors import DatabaseUnavailableError, UndecatError
 from undecat.redact import Secret, redact_text, redact_url
 
-__all__ = ["Database", "translate_errors"]
+__all__ = ["Database", "password_of", "translate_errors"]
 
 _CONNECT_TIMEOUT = 10
 
@@ -43,7 +43,8 @@ def translate_errors(what: str, *, secrets: tuple[str, ...] = ()) -> Iterator[No
         raise UndecatError(f"{what}: database error: {message}") from exc
 
 
-def _password(url: str) -> tuple[str, ...]:
+def password_of(url: str) -> tuple[str, ...]:
+    """The password inside a connection URL or string, for scrubbing messages."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
@@ -64,7 +65,7 @@ class Database:
     ) -> None:
         self.name = name
         self._url = url
-        self._secrets = _password(url.reveal())
+        self._secrets = password_of(url.reveal())
         shown = redact_url(url.reveal())
         with translate_errors(
             f"connecting to the {name} database at {shown}", secrets=self._secrets

@@ -19,7 +19,7 @@ import attrs
 import psycopg
 from psycopg.rows import dict_row
 
-from undecat.adapters.postgres.connection import translate_errors
+from undecat.adapters.postgres.connection import password_of, translate_errors
 from undecat.errors import MigrationError
 from undecat.redact import Secret, redact_text
 
@@ -90,8 +90,9 @@ def apply_migrations(url: Secret, database: str, root: Path | None = None) -> li
     """Apply the pending migrations of ``database`` at ``url``; return the files applied."""
     migrations = load_migrations(database, root)
     applied_now: list[str] = []
+    secrets = password_of(url.reveal())
     with (
-        translate_errors(f"migrating the {database} database"),
+        translate_errors(f"migrating the {database} database", secrets=secrets),
         psycopg.connect(
             url.reveal(), prepare_threshold=None, row_factory=dict_row, connect_timeout=10
         ) as conn,
@@ -113,7 +114,7 @@ def apply_migrations(url: Secret, database: str, root: Path | None = None) -> li
                 try:
                     conn.execute(migration.sql.encode())
                 except psycopg.Error as exc:
-                    first = redact_text(str(exc).strip().splitlines()[0])
+                    first = redact_text(str(exc).strip().splitlines()[0], secrets)
                     raise MigrationError(
                         f"{migration.filename} failed, nothing of it applied: {first}"
                     ) from exc
