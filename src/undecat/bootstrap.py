@@ -122,7 +122,10 @@ class Resources:
         return self.get(
             f"queue_{stage.value}",
             lambda: PostgresWorkQueue(
-                self.staging_db(), stage, max_attempts=self.config.max_retries
+                self.staging_db(),
+                stage,
+                max_attempts=self.config.max_retries,
+                retry_spacing=_RETRY_SPACING.get(stage, _DEFAULT_RETRY_SPACING),
             ),
         )
 
@@ -135,6 +138,12 @@ class Resources:
         from undecat.redact import secret_values  # noqa: PLC0415
 
         return secret_values(self.config)
+
+
+#: How long a requeued failure waits before it is claimed again. ximilar_retry requeues and
+#: syncs in one run (and runs once a day), so its requeued rows must be claimable at once.
+_DEFAULT_RETRY_SPACING = timedelta(minutes=5)
+_RETRY_SPACING = {Stage.XIMILAR: timedelta(0)}
 
 
 def _required(value: Secret | None, variable: str) -> Secret:
@@ -360,20 +369,6 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
 
     config = resources.config
 
-    def queue() -> Any:
-        from undecat.adapters.postgres import PostgresWorkQueue  # noqa: PLC0415
-
-        # No spacing after requeue_failed: ximilar_retry requeues and syncs in one run.
-        return resources.get(
-            "queue_ximilar",
-            lambda: PostgresWorkQueue(
-                resources.staging_db(),
-                Stage.XIMILAR,
-                max_attempts=config.max_retries,
-                retry_spacing=timedelta(0),
-            ),
-        )
-
     def index() -> Any:
         """The collection client, or the dry-run recorder while no token is configured."""
         from undecat.adapters.ximilar import (  # noqa: PLC0415
@@ -415,7 +410,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
             return Job(
                 scraper_name=_scraper_name("ximilar_sync", name),
                 work=lambda: work(
-                    queue(),
+                    resources.queue(Stage.XIMILAR),
                     visual_index,
                     owner=resources.owner(),
                     lease=resources.lease(),
