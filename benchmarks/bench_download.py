@@ -30,7 +30,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import trustme
-from tests.download_fakes import download_queue, product
+from tests.download_fakes import download_queue
+from tests.fakes import product
 from tests.fix_origin import Origin, Reply
 from tests.fix_proxy import PROXY_PASSWORD, PROXY_USER, start_proxy, stop_proxy
 from tests.photo_samples import encode

@@ -15,7 +15,7 @@ import attrs
 
 from undecat.domain.models import Claim, Product
 from undecat.domain.stages import CollageStored, Outcome, PhotosStored, Stage
-from undecat.domain.status import ImageStatus
+from undecat.domain.status import ImageStatus, SyncStatus, XimilarStatus
 from undecat.errors import ProductError
 
 
@@ -44,6 +44,35 @@ class FakeClock:
         """Move time on without counting it as a sleep."""
         with self._lock:
             self._t += seconds
+
+
+def product(n: int, urls: Sequence[str] | None = None, **changes: object) -> Product:
+    """A pending product number ``n`` with ``urls`` as its photos (default: two).
+
+    ``changes`` override any other field.
+    """
+    fields: dict[str, object] = {
+        "id": n,
+        "source": "apify_zara",
+        "external_id": str(1000 + n),
+        "brand": "zara",
+        "name": f"P{n}",
+        "category": None,
+        "price": None,
+        "original_image_urls": tuple(
+            urls if urls is not None else (f"https://cdn/{n}/1.jpg", f"https://cdn/{n}/2.jpg")
+        ),
+        "image_urls": (),
+        "collage_url": None,
+        "image_status": ImageStatus.PENDING,
+        "ximilar_status": XimilarStatus.PENDING,
+        "sync_status": SyncStatus.PENDING,
+        "index_scope": "off",
+        "ximilar_synced_urls": (),
+        "ximilar_target_count": 2,
+    }
+    fields.update(changes)
+    return Product(**fields)  # type: ignore[arg-type]
 
 
 @attrs.define

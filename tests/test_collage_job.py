@@ -13,6 +13,7 @@ import attrs
 import pytest
 from PIL import Image
 
+from tests import fakes
 from tests.fakes import FakeClock, MemoryQueue, MemoryStore
 from undecat.adapters.imaging.collage import PillowCollageBuilder
 from undecat.bootstrap import bootstrap
@@ -20,7 +21,7 @@ from undecat.config import Config
 from undecat.domain.keys import collage_key, original_key
 from undecat.domain.models import Claim, Product, RunLog, RunResult
 from undecat.domain.stages import Outcome, Stage
-from undecat.domain.status import ImageStatus, RunStatus, SyncStatus, XimilarStatus
+from undecat.domain.status import ImageStatus, RunStatus
 from undecat.errors import ObjectStoreUnavailableError
 from undecat.jobs.collage import CollageStage
 from undecat.jobs.maintenance import cleanup_temp, retry_failed
@@ -52,23 +53,16 @@ def _jpeg(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
 
 
 def _product(n: int, urls: tuple[str, ...], brand: str = "zara") -> Product:
-    return Product(
-        id=n,
+    return fakes.product(
+        n,
+        [f"https://static.zara.net/{n}/{i}.jpg" for i in range(len(urls))],
         source=f"apify_{brand}",
         external_id=str(495_000_000 + n),
         brand=brand,
         name=f"PRODUCT {n}",
-        category=None,
-        price=None,
-        original_image_urls=tuple(f"https://static.zara.net/{n}/{i}.jpg" for i in range(len(urls))),
         image_urls=urls,
-        collage_url=None,
         image_status=ImageStatus.UPLOADED,
-        ximilar_status=XimilarStatus.PENDING,
-        sync_status=SyncStatus.PENDING,
         index_scope="pilot",
-        ximilar_synced_urls=(),
-        ximilar_target_count=2,
     )
 
 

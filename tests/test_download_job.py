@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.download_fakes import FakeFetcher, FakePreparer, download_queue, product
-from tests.fakes import FakeClock, MemoryQueue, MemoryStore
+from tests.download_fakes import FakeFetcher, FakePreparer, download_queue
+from tests.fakes import FakeClock, MemoryQueue, MemoryStore, product
 from undecat.domain.status import ImageStatus, RunStatus
 from undecat.errors import (
     DatabaseUnavailableError,
