@@ -108,6 +108,7 @@ class Config:
     user_media_max_pixels: int = 50_000_000
     user_media_url_seconds: int = 900
     user_media_keep_location: bool = False
+    user_media_erase_batch: int = 500
 
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
@@ -187,6 +188,9 @@ class Config:
                 "USER_MEDIA_URL_SECONDS", int, 900, minimum=1, maximum=7 * 24 * 3600
             ),
             user_media_keep_location=env.flag("USER_MEDIA_KEEP_LOCATION"),
+            user_media_erase_batch=env.number(
+                "USER_MEDIA_ERASE_BATCH", int, 500, minimum=1, maximum=1000
+            ),
         )
 
 

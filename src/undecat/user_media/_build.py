@@ -63,5 +63,6 @@ def build_user_media(
         index=index,
         checker=checker,
         url_lifetime=timedelta(seconds=config.user_media_url_seconds),
+        erase_batch=config.user_media_erase_batch,
         closers=closers,
     )
