@@ -194,7 +194,7 @@ def test_url_lifetime_and_caps_come_from_the_environment(env: dict[str, str]) ->
 
 
 def test_kinds_use_the_documented_file_names(media: UserMedia, s3_bucket: S3Bucket) -> None:
-    """photos and saved store original.jpg, tryon result.jpg, each with thumb.jpg."""
+    """The photos and saved kinds store original.jpg, tryon result.jpg, each with thumb.jpg."""
     for kind in MediaKind:
         media.store("u1", kind, "i1", MAIN, THUMB)
     assert set(_objects(s3_bucket)) == {
@@ -264,12 +264,16 @@ def test_a_decompression_bomb_is_refused_from_its_header(
 
 def test_caps_are_configurable(env: dict[str, str]) -> None:
     """USER_MEDIA_MAX_MAIN_BYTES and USER_MEDIA_MAX_THUMB_BYTES move the size caps."""
-    with UserMedia.from_env({**env, "USER_MEDIA_MAX_MAIN_BYTES": str(len(MAIN) - 1)}) as media:
-        with pytest.raises(UserMediaError, match=f"more than the cap of {len(MAIN) - 1}"):
-            media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
-    with UserMedia.from_env({**env, "USER_MEDIA_MAX_THUMB_BYTES": "100"}) as media:
-        with pytest.raises(UserMediaError, match="thumb.jpg"):
-            media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
+    with (
+        UserMedia.from_env({**env, "USER_MEDIA_MAX_MAIN_BYTES": str(len(MAIN) - 1)}) as media,
+        pytest.raises(UserMediaError, match=f"more than the cap of {len(MAIN) - 1}"),
+    ):
+        media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
+    with (
+        UserMedia.from_env({**env, "USER_MEDIA_MAX_THUMB_BYTES": "100"}) as media,
+        pytest.raises(UserMediaError, match=r"thumb\.jpg"),
+    ):
+        media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
 
 
 def test_location_is_kept_only_when_configured(env: dict[str, str], s3_bucket: S3Bucket) -> None:
@@ -539,9 +543,11 @@ def test_a_pair_whose_second_put_fails_leaves_nothing(
     def cut_thumb(line: bytes, _count: int) -> str:
         return "cut" if line.startswith(b"PUT ") and b"/thumb.jpg" in line else "pass"
 
-    with _through(env, s3_server, cut_thumb) as (media, _):
-        with pytest.raises(ObjectStoreUnavailableError) as caught:
-            media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
+    with (
+        _through(env, s3_server, cut_thumb) as (media, _),
+        pytest.raises(ObjectStoreUnavailableError) as caught,
+    ):
+        media.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
     assert "u1" not in str(caught.value)
     assert _objects(s3_bucket) == {}
     assert _rows(env["PRODUCTION_DB_URL"]) == []
@@ -555,9 +561,11 @@ def test_a_store_that_cannot_clean_up_leaves_rows_erase_finds(
     def die_after_first_put(line: bytes, count: int) -> str:
         return "pass" if line.startswith(b"PUT ") and count == 1 else "cut"
 
-    with _through(env, s3_server, die_after_first_put) as (broken, _):
-        with pytest.raises(ObjectStoreUnavailableError):
-            broken.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
+    with (
+        _through(env, s3_server, die_after_first_put) as (broken, _),
+        pytest.raises(ObjectStoreUnavailableError),
+    ):
+        broken.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
     assert set(_objects(s3_bucket)) == {"u1/photos/p1/original.jpg"}
     rows = _rows(env["PRODUCTION_DB_URL"])
     assert [(r[0], r[5]) for r in rows] == [
@@ -581,7 +589,7 @@ UserMedia.from_env().erase_user(sys.argv[1])
 def test_erase_killed_half_way_finishes_when_run_again(
     env: dict[str, str], s3_server: SeaweedS3, s3_bucket: S3Bucket, media: UserMedia
 ) -> None:
-    """An erase SIGKILLed after S3 deleted its 2nd batch, before the rows went, is finished later."""
+    """An erase SIGKILLed after S3 deleted its 2nd batch (rows not yet gone) is finished later."""
     for n in range(5):
         media.store("u1", MediaKind.PHOTO, f"p{n}", MAIN, THUMB)
     media.store("u2", MediaKind.PHOTO, "p0", MAIN, THUMB)
@@ -628,9 +636,11 @@ def test_storing_while_the_user_is_erased_keeps_nothing(
             media.erase_user("u1")  # another request erases the user mid-store
         return "pass"
 
-    with _through(env, s3_server, erase_during_thumb_put) as (racing, _):
-        with pytest.raises(UserMediaError, match="deleted while it was being stored"):
-            racing.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
+    with (
+        _through(env, s3_server, erase_during_thumb_put) as (racing, _),
+        pytest.raises(UserMediaError, match="deleted while it was being stored"),
+    ):
+        racing.store("u1", MediaKind.PHOTO, "p1", MAIN, THUMB)
     assert _objects(s3_bucket) == {}
     assert _rows(env["PRODUCTION_DB_URL"]) == []
 
