@@ -681,3 +681,25 @@ def test_migration_is_self_contained(pg_server: PgServer) -> None:
         assert found == ("user_media.objects",)
     finally:
         pg_server.drop_database(name)
+
+
+def test_the_facade_imports_no_io_library() -> None:
+    """undecat.user_media is thin: only its _build module reaches the adapters (and Pillow)."""
+    folder = ROOT / "src" / "undecat" / "user_media"
+    for path in folder.glob("*.py"):
+        if path.name == "_build.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for library in ("psycopg", "boto3", "botocore", "PIL", "undecat.adapters"):
+            assert not re.search(rf"^\s*(import|from) {re.escape(library)}\b", text, re.M), (
+                path.name,
+                library,
+            )
+
+
+def test_keep_location_must_be_a_boolean(env: dict[str, str]) -> None:
+    """USER_MEDIA_KEEP_LOCATION takes true/false (1/0, yes/no); anything else is a ConfigError."""
+    assert Config.from_env({"USER_MEDIA_KEEP_LOCATION": "Yes"}).user_media_keep_location
+    assert not Config.from_env({}).user_media_keep_location
+    with pytest.raises(ConfigError, match="USER_MEDIA_KEEP_LOCATION"):
+        UserMedia.from_env({**env, "USER_MEDIA_KEEP_LOCATION": "maybe"})
