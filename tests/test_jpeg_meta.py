@@ -136,3 +136,24 @@ def test_any_bytes_after_the_start_marker_end_in_result_or_error(tail: bytes) ->
         return
     assert result.startswith(b"\xff\xd8")
     assert result.endswith(b"\xff\xd9")
+
+
+def test_a_camera_mpo_keeps_its_first_frame_only() -> None:
+    """A two-frame MPO with GPS becomes its first frame as a plain JPEG, without location."""
+    first = Image.new("RGB", (400, 300), (9, 9, 200))
+    second = Image.new("RGB", (400, 300), (200, 9, 9))
+    exif = Image.Exif()
+    exif[0x8825] = GPS
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[second], exif=exif)
+    data = out.getvalue()
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.format, image.n_frames) == ("MPO", 2)
+    stripped, removed = strip_location(data)
+    assert removed
+    with Image.open(io.BytesIO(stripped)) as image:
+        assert image.format == "JPEG"
+        assert getattr(image, "n_frames", 1) == 1
+    assert gps_of(stripped) == {}
+    with Image.open(io.BytesIO(data)) as image:
+        assert pixels(stripped) == image.convert("RGB").tobytes()

@@ -216,10 +216,9 @@ class UserMedia:
 
     def usage(self, user_id: str) -> Usage:
         """Complete items and their bytes, per kind, of one user (from the index)."""
-        totals = self._index.totals(check_user_id(user_id))
-        return Usage(
-            check_user_id(user_id), {kind: totals.get(kind, KindUsage()) for kind in MediaKind}
-        )
+        user_id = check_user_id(user_id)
+        totals = self._index.totals(user_id)
+        return Usage(user_id, {kind: totals.get(kind, KindUsage()) for kind in MediaKind})
 
     def close(self) -> None:
         """Release the connections this UserMedia opened (not a pool it was given)."""
