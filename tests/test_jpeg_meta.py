@@ -157,3 +157,30 @@ def test_a_camera_mpo_keeps_its_first_frame_only() -> None:
     assert gps_of(stripped) == {}
     with Image.open(io.BytesIO(data)) as image:
         assert pixels(stripped) == image.convert("RGB").tobytes()
+
+
+@given(
+    st.integers(min_value=8, max_value=96),
+    st.integers(min_value=8, max_value=96),
+    st.tuples(*[st.floats(min_value=0, max_value=59, allow_nan=False)] * 3),
+    st.booleans(),
+    st.sampled_from(["N", "S"]),
+)
+def test_any_phone_jpeg_loses_its_location_and_nothing_else(
+    width: int, height: int, dms: tuple[float, float, float], progressive: bool, ref: str
+) -> None:
+    """Whatever the size, scan mode and coordinates: GPS gone, pixels and length unchanged."""
+    image = Image.new("RGB", (width, height), (width % 256, height % 256, 77))
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    exif[0x8825] = {1: ref, 2: dms, 3: "E", 4: dms}
+    out = io.BytesIO()
+    image.save(out, format="JPEG", exif=exif, progressive=progressive)
+    data = out.getvalue()
+    stripped, removed = strip_location(data)
+    assert removed
+    assert len(stripped) == len(data)
+    assert gps_of(stripped) == {}
+    assert pixels(stripped) == pixels(data)
+    with Image.open(io.BytesIO(stripped)) as reread:
+        assert reread.getexif()[0x0112] == 3

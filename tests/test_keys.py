@@ -206,3 +206,15 @@ def test_built_keys_are_safe(brand: str, external_id: str, n: int) -> None:
 def test_unsafe_keys_are_recognised(key: str) -> None:
     """Empty, '.' or '..' segments, control chars, backslashes, over 1024 bytes: unsafe."""
     assert not is_safe_key(key)
+
+
+@given(st.text(max_size=70))
+def test_an_id_passes_exactly_when_it_matches_the_safe_pattern(text: str) -> None:
+    """Any text is taken unchanged if it fully matches [A-Za-z0-9_-]{1,64}, else refused."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        assert media_item(text, MediaKind.TRYON, text).folder == f"{text}/tryon/{text}/"
+    else:
+        with pytest.raises(UserMediaError):
+            media_item(text, MediaKind.TRYON, "t1")
+        with pytest.raises(UserMediaError):
+            media_item("u1", MediaKind.TRYON, text)
