@@ -29,6 +29,7 @@ import pytest
 import urllib3
 
 from tests.fix_db import PgServer
+from tests.fix_pgbouncer import BOUNCER_PASSWORD, Bouncer
 from tests.fix_s3 import NO_LIST_ACCESS_KEY, NO_LIST_SECRET_KEY, S3Bucket, SeaweedS3, make_client
 from tests.user_media_samples import gps_of, jpeg, pixels, png, thumb
 from undecat.adapters.objectstore.user_media import UserMediaStore
@@ -412,6 +413,24 @@ def test_built_on_the_backends_own_pool(env: dict[str, str], s3_bucket: S3Bucket
         with pool.connection() as conn:
             assert conn.execute("SELECT count(*) FROM user_media.objects").fetchone() == (2,)
     assert len(_objects(s3_bucket)) == 2
+
+
+def test_works_through_pgbouncer_in_transaction_mode(
+    env: dict[str, str], pgbouncer: Bouncer, s3_bucket: S3Bucket
+) -> None:
+    """Store, overwrite, usage, delete and erase run through PgBouncer (no session state)."""
+    dbname = psycopg.conninfo.conninfo_to_dict(env["PRODUCTION_DB_URL"])["dbname"]
+    through = (
+        f"postgresql://{pgbouncer.user}:{BOUNCER_PASSWORD}@127.0.0.1:{pgbouncer.port}/{dbname}"
+    )
+    with UserMedia.from_env({**env, "PRODUCTION_DB_URL": through}) as media:
+        for n in range(3):
+            media.store("u1", MediaKind.SAVED, f"o{n}", MAIN, THUMB)
+        media.store("u1", MediaKind.SAVED, "o0", MAIN, THUMB)
+        assert media.usage("u1").by_kind[MediaKind.SAVED].items == 3
+        assert media.delete_item("u1", MediaKind.SAVED, "o2")
+        assert media.erase_user("u1").objects == 4
+    assert _objects(s3_bucket) == {}
 
 
 def test_the_index_refuses_keys_outside_the_layout(production_dsn: str) -> None:
