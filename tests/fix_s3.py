@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # the stubs are a dev extra; the test extra runs without them
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-0123456789"
+#: An identity that may read and write objects but never LIST a bucket (the user media
+#: bucket of the source document allows no listing).
+NO_LIST_ACCESS_KEY = "test-no-list-key"
+NO_LIST_SECRET_KEY = "test-no-list-secret-0123456789"
 _START_TIMEOUT = 30.0
 _GRPC_OFFSET = 10000
 
@@ -135,7 +139,14 @@ class SeaweedS3:
                             "name": "admin",
                             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        {
+                            "name": "no-list",
+                            "credentials": [
+                                {"accessKey": NO_LIST_ACCESS_KEY, "secretKey": NO_LIST_SECRET_KEY}
+                            ],
+                            "actions": ["Read", "Write"],
+                        },
                     ]
                 }
             )

@@ -12,15 +12,18 @@ from tests.strategies import external_ids
 from undecat.domain.keys import (
     MAX_KEY_BYTES,
     MediaKind,
+    check_user_id,
     collage_key,
     escape_segment,
     is_safe_key,
+    media_item,
     original_key,
     originals_prefix,
     unescape_segment,
     user_media_keys,
     user_prefix,
 )
+from undecat.errors import UserMediaError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_~-]+")
 
@@ -120,15 +123,73 @@ def test_unescape_rejects_what_escape_never_makes(segment: str) -> None:
     assert escape_segment(text) == segment
 
 
-@given(external_ids(), external_ids(), external_ids())
+_SAFE_IDS = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
+
+
+@given(_SAFE_IDS, _SAFE_IDS, _SAFE_IDS)
 def test_user_media_keys_stay_in_the_users_folder(user: str, other: str, item: str) -> None:
     """A user's keys all start with that user's prefix, and no other user's prefix."""
     for kind in MediaKind:
         for key in user_media_keys(user, kind, item):
             assert key.startswith(user_prefix(user))
             assert len(key.split("/")) == 4
+            assert is_safe_key(key)
             if other != user:
                 assert not key.startswith(user_prefix(other))
+
+
+def test_user_media_kind_may_be_its_value() -> None:
+    """A kind given as plain text ('tryon') builds the same keys as the enum member."""
+    assert user_media_keys("u1", "tryon", "t1") == user_media_keys("u1", MediaKind.TRYON, "t1")
+    assert media_item("u1", "saved", "o1").kind is MediaKind.SAVED
+    with pytest.raises(UserMediaError, match="unknown media kind"):
+        media_item("u1", "videos", "v1")
+
+
+@pytest.mark.parametrize(
+    "good", ["0f8fad5b-d9cb-469f-a165-70867728950e", "u1", "A-z_9", "x" * 64, "-", "_"]
+)
+def test_safe_ids_pass(good: str) -> None:
+    """UUIDs and 1 to 64 of [A-Za-z0-9_-] are taken as they are, for users and items."""
+    item = media_item(good, MediaKind.PHOTO, good)
+    assert item.main_key == f"{good}/photos/{good}/original.jpg"
+    assert check_user_id(good) == good
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ("../x", "character"),
+        ("..", "character"),
+        ("a/b", "character"),
+        ("a\\b", "character"),
+        ("", "empty"),
+        ("a\x00b", "character"),
+        ("u1\n", "character"),
+        ("x" * 65, "65 characters"),
+        ("é", "character"),
+        ("a b", "character"),
+        ("a.jpg", "character"),
+    ],
+)
+def test_unsafe_ids_are_refused_not_escaped(bad: str, reason: str) -> None:
+    """Path-like, empty, NUL, over-long or non-ASCII ids are refused, as user and as item."""
+    with pytest.raises(UserMediaError, match=reason) as caught:
+        media_item(bad, MediaKind.PHOTO, "p1")
+    assert "user id" in str(caught.value)
+    with pytest.raises(UserMediaError, match="item id"):
+        media_item("u1", MediaKind.PHOTO, bad)
+    with pytest.raises(UserMediaError):
+        user_prefix(bad)
+    if len(bad) > 1:  # the refusal never echoes the id (it may be hostile or personal)
+        assert bad not in str(caught.value)
+
+
+def test_non_text_ids_are_refused() -> None:
+    """An id that is not text at all (a number, None) is refused with a clear error."""
+    for bad in (12, None, b"u1"):
+        with pytest.raises(UserMediaError, match="not text"):
+            media_item(bad, MediaKind.PHOTO, "p1")  # type: ignore[arg-type]
 
 
 @given(external_ids(), external_ids(), st.integers(min_value=1, max_value=9))
@@ -145,3 +206,15 @@ def test_built_keys_are_safe(brand: str, external_id: str, n: int) -> None:
 def test_unsafe_keys_are_recognised(key: str) -> None:
     """Empty, '.' or '..' segments, control chars, backslashes, over 1024 bytes: unsafe."""
     assert not is_safe_key(key)
+
+
+@given(st.text(max_size=70))
+def test_an_id_passes_exactly_when_it_matches_the_safe_pattern(text: str) -> None:
+    """Any text is taken unchanged if it fully matches [A-Za-z0-9_-]{1,64}, else refused."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        assert media_item(text, MediaKind.TRYON, text).folder == f"{text}/tryon/{text}/"
+    else:
+        with pytest.raises(UserMediaError):
+            media_item(text, MediaKind.TRYON, "t1")
+        with pytest.raises(UserMediaError):
+            media_item("u1", MediaKind.TRYON, text)

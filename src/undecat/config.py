@@ -102,6 +102,14 @@ class Config:
     data_dir: Path = Path("data")
     lease_seconds: float = 3600.0
 
+    # User media (the backend's library, undecat.user_media).
+    user_media_max_main_bytes: int = 8 * 1024 * 1024
+    user_media_max_thumb_bytes: int = 64 * 1024
+    user_media_max_pixels: int = 50_000_000
+    user_media_url_seconds: int = 900
+    user_media_keep_location: bool = False
+    user_media_erase_batch: int = 500
+
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
         if self.s3_public_base_url:
@@ -169,6 +177,20 @@ class Config:
             dubai_zara_stores=env.int_list("DUBAI_ZARA_STORES"),
             data_dir=env.path("DATA_DIR") or Path("data"),
             lease_seconds=env.number("LEASE_SECONDS", float, 3600.0, minimum=1),
+            user_media_max_main_bytes=env.number(
+                "USER_MEDIA_MAX_MAIN_BYTES", int, 8 * 1024 * 1024, minimum=1
+            ),
+            user_media_max_thumb_bytes=env.number(
+                "USER_MEDIA_MAX_THUMB_BYTES", int, 64 * 1024, minimum=1
+            ),
+            user_media_max_pixels=env.number("USER_MEDIA_MAX_PIXELS", int, 50_000_000, minimum=1),
+            user_media_url_seconds=env.number(
+                "USER_MEDIA_URL_SECONDS", int, 900, minimum=1, maximum=7 * 24 * 3600
+            ),
+            user_media_keep_location=env.flag("USER_MEDIA_KEEP_LOCATION"),
+            user_media_erase_batch=env.number(
+                "USER_MEDIA_ERASE_BATCH", int, 500, minimum=1, maximum=1000
+            ),
         )
 
 
@@ -290,3 +312,11 @@ class _Env:
 
     def endpoint(self, name: str) -> str | None:
         return self.plain_url(name, ("http", "https", "file"))
+
+    def flag(self, name: str) -> bool:
+        raw = (self.text(name) or "false").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false (1/0, yes/no), got {raw!r}")

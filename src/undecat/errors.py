@@ -30,6 +30,7 @@ __all__ = [
     "ProxyError",
     "RemoteServiceError",
     "UndecatError",
+    "UserMediaError",
 ]
 
 
@@ -87,3 +88,7 @@ class RemoteServiceError(OutageError):
 
 class LeaseLostError(UndecatError):
     """A worker tried to write a row whose lease it no longer holds."""
+
+
+class UserMediaError(ProductError):
+    """A user media request is refused (bad id or kind, not a JPEG, too large): nothing stored."""

@@ -9,7 +9,7 @@ trees)::
     {user_id}/tryon/{tryon_id}/result.jpg      + thumb.jpg
     {user_id}/saved/{outfit_id}/original.jpg   + thumb.jpg
 
-Every id becomes exactly one key segment through :func:`escape_segment`:
+Every catalog id becomes exactly one key segment through :func:`escape_segment`:
 
 * ASCII letters, digits, ``-`` and ``_`` are kept as they are, so ordinary ids (``495689099``,
   ``ab-12_C``) read the same in the bucket as in the catalog;
@@ -21,6 +21,11 @@ So a segment holds only ``[A-Za-z0-9_~-]``: never a slash, a dot (hence never ``
 control character or anything a URL must quote, and it is never empty. The mapping is
 injective because ``~`` is itself escaped and every escape has a fixed width:
 :func:`unescape_segment` reads any segment back to the one id that produced it.
+
+User media ids are not escaped but **refused** unless they match :data:`SAFE_ID_PATTERN`
+(``[A-Za-z0-9_-]{1,64}``: UUIDs, numeric ids, slugs), so a key of the private bucket always
+reads exactly as the ids the app holds, and ``../other``, ``a/b``, an empty or over-long id
+never reach a key (:func:`media_item`).
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ import re
 import string
 from collections.abc import Mapping
 
+import attrs
+
+from undecat.errors import UserMediaError
+
 __all__ = [
     "MAX_KEY_BYTES",
     "MEDIA_FILES",
+    "SAFE_ID_PATTERN",
+    "MediaItem",
     "MediaKind",
+    "check_user_id",
     "collage_key",
     "escape_segment",
     "is_safe_key",
+    "media_item",
     "original_key",
     "originals_prefix",
     "unescape_segment",
@@ -118,17 +131,89 @@ MEDIA_FILES: Mapping[MediaKind, tuple[str, str]] = {
     MediaKind.SAVED: ("original.jpg", "thumb.jpg"),
 }
 
+#: What a user id or an item id of the user media bucket may be: 1 to 64 ASCII letters,
+#: digits, ``-`` or ``_`` (a UUID in its usual 36-character form passes).
+SAFE_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_SAFE_ID = re.compile(SAFE_ID_PATTERN)
+
+
+def _checked_id(what: str, value: object) -> str:
+    """``value`` if it is a safe id; the refusal names the rule, never echoes the value."""
+    if not isinstance(value, str):
+        reason = f"is a {type(value).__name__}, not text"
+    elif not value:
+        reason = "is empty"
+    elif len(value) > 64:
+        reason = f"has {len(value)} characters (at most 64)"
+    # fullmatch, not match with "$": "$" would let a trailing newline through.
+    elif not _SAFE_ID.fullmatch(value):
+        reason = "has a character other than A-Z a-z 0-9 - _"
+    else:
+        return value
+    raise UserMediaError(f"refused {what}: it {reason} (UUIDs and [A-Za-z0-9_-]{{1,64}} pass)")
+
+
+def _checked_kind(kind: object) -> MediaKind:
+    try:
+        return MediaKind(kind)  # type: ignore[arg-type]  # anything else is refused below
+    except ValueError:
+        known = ", ".join(k.value for k in MediaKind)
+        raise UserMediaError(f"unknown media kind {kind!r}; expected one of {known}") from None
+
+
+@attrs.frozen
+class MediaItem:
+    """One item of the user media bucket, from ids already checked (see :func:`media_item`)."""
+
+    user_id: str
+    kind: MediaKind
+    item_id: str
+
+    @property
+    def folder(self) -> str:
+        """The item's folder, ``{user_id}/{kind}/{item_id}/``."""
+        return f"{self.user_id}/{self.kind.value}/{self.item_id}/"
+
+    @property
+    def main_key(self) -> str:
+        """The key of the full image (``original.jpg`` or ``result.jpg``)."""
+        return self.folder + MEDIA_FILES[self.kind][0]
+
+    @property
+    def thumb_key(self) -> str:
+        """The key of the thumbnail (``thumb.jpg``)."""
+        return self.folder + MEDIA_FILES[self.kind][1]
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        """(main, thumbnail) keys."""
+        return self.main_key, self.thumb_key
+
+
+def media_item(user_id: str, kind: MediaKind | str, item_id: str) -> MediaItem:
+    """Check the ids and the kind and return the item; :class:`UserMediaError` if refused.
+
+    Ids must match :data:`SAFE_ID_PATTERN` whole; ``kind`` may be a :class:`MediaKind` or
+    its value (``"photos"``, ``"tryon"``, ``"saved"``).
+    """
+    return MediaItem(
+        _checked_id("user id", user_id), _checked_kind(kind), _checked_id("item id", item_id)
+    )
+
+
+def check_user_id(user_id: str) -> str:
+    """Return ``user_id`` if it matches :data:`SAFE_ID_PATTERN`; :class:`UserMediaError` if not."""
+    return _checked_id("user id", user_id)
+
 
 def user_prefix(user_id: str) -> str:
     """Return the prefix (ending in ``/``) of everything one user has stored."""
-    return f"{escape_segment(user_id)}/"
+    return f"{check_user_id(user_id)}/"
 
 
-def user_media_keys(user_id: str, kind: MediaKind, item_id: str) -> tuple[str, str]:
-    """Return the (main, thumbnail) keys of one user media item of ``kind``."""
-    main, thumb = MEDIA_FILES[MediaKind(kind)]
-    folder = f"{user_prefix(user_id)}{kind.value}/{escape_segment(item_id)}/"
-    return folder + main, folder + thumb
+def user_media_keys(user_id: str, kind: MediaKind | str, item_id: str) -> tuple[str, str]:
+    """Return the (main, thumbnail) keys of one user media item of ``kind`` (ids checked)."""
+    return media_item(user_id, kind, item_id).keys
 
 
 def is_safe_key(key: str) -> bool:
