@@ -86,7 +86,14 @@ class Resources:
         url = _required(self.config.staging_db_url, "STAGING_DB_URL")
         pool_size = max(2, self.config.concurrent_downloads + 1)
         return self.get(
-            "staging_db", lambda: Database(url, name="staging", max_size=pool_size), Database.close
+            "staging_db",
+            lambda: Database(
+                url,
+                name="staging",
+                max_size=pool_size,
+                connect_timeout=self.config.db_connect_timeout,
+            ),
+            Database.close,
         )
 
     def object_store(self) -> Any:

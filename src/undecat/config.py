@@ -52,6 +52,7 @@ class Config:
     # Databases (URLs carry passwords: held as secrets, shown redacted).
     staging_db_url: Secret | None = attrs.field(default=None, repr=_show_url)
     production_db_url: Secret | None = attrs.field(default=None, repr=_show_url)
+    db_connect_timeout: float = 5.0
 
     # Photo downloader.
     proxy_url: Secret | None = attrs.field(default=None, repr=_show_url)
@@ -131,6 +132,7 @@ class Config:
         return cls(
             staging_db_url=env.url("STAGING_DB_URL", ("postgresql", "postgres")),
             production_db_url=env.url("PRODUCTION_DB_URL", ("postgresql", "postgres")),
+            db_connect_timeout=env.number("DB_CONNECT_TIMEOUT", float, 5.0, minimum=1, maximum=60),
             proxy_url=env.url("PROXY_URL", ("http", "https")),
             proxy_ca_bundle=env.path("PROXY_CA_BUNDLE", must_exist=True),
             download_timeout=env.number("DOWNLOAD_TIMEOUT", float, 30.0, minimum=0.001),

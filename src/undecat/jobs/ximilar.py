@@ -180,10 +180,16 @@ class _Batch:
             self._adopt_unfinished()
             self._insert()
         except OutageError:
-            self._give_back()
+            self._give_back(self._claims)
             raise
-        for claim in self._claims:
-            self._finish(claim)
+        for position, claim in enumerate(self._claims):
+            try:
+                self._finish(claim)
+            except OutageError:
+                # The database went away while outcomes were written: the products not
+                # written yet are handed back (or left to lapse), never marked.
+                self._give_back(self._claims[position:])
+                raise
 
     def _delete_stale(self) -> None:
         stale = [rid for c in self._claims for rid in self._plans[c.product.id].stale_ids]
@@ -257,15 +263,19 @@ class _Batch:
         else:
             self._tally.partial += 1
 
-    def _give_back(self) -> None:
-        """Outage: hand every claim back; those with records in flight keep their attempt."""
-        in_flight = [c for c in self._claims if c.product.id in self._sent]
-        untouched = [c for c in self._claims if c.product.id not in self._sent]
-        if in_flight:
-            # A lease that ends now, with the attempt counted: the next run sees
-            # attempt > 1 and asks the collection before inserting again.
-            self._queue.extend(in_flight, timedelta(0))
-        self._queue.release(untouched)
+    def _give_back(self, claims: Sequence[Claim]) -> None:
+        """Outage: hand ``claims`` back; those with records in flight keep their attempt."""
+        in_flight = [c for c in claims if c.product.id in self._sent]
+        untouched = [c for c in claims if c.product.id not in self._sent]
+        try:
+            if in_flight:
+                # A lease that ends now, with the attempt counted: the next run sees
+                # attempt > 1 and asks the collection before inserting again.
+                self._queue.extend(in_flight, timedelta(0))
+            self._queue.release(untouched)
+        except OutageError as exc:
+            # The database is gone too: the leases lapse on their own.
+            _log.warning("ximilar: could not hand back %d claim(s): %s", len(claims), exc)
 
 
 def _numbered(plan: SyncPlan) -> list[tuple[int, XimilarRecord]]:
