@@ -298,6 +298,7 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
                 concurrency=config.concurrent_downloads,
                 photos_per_product=config.photos_per_product,
                 product_timeout=config.product_timeout,
+                breaker_threshold=config.proxy_breaker_threshold,
             ),
             secrets=resources.secrets(),
         )
