@@ -220,6 +220,10 @@ class ObjectStore(Protocol):
         """Delete every object under ``prefix``; return how many."""
         ...
 
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete the objects at ``keys`` by key (no listing); a key with no object is fine."""
+        ...
+
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""
         ...

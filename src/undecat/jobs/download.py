@@ -5,8 +5,9 @@ batches until none is left. Products are worked on ``CONCURRENT_DOWNLOADS`` at a
 next batch is claimed as soon as every product of the previous one has started, so workers
 do not wait for a batch's slowest product. For each product, up to five photos are fetched in
 catalog order, validated, and uploaded to ``originals/{brand}/{external_id}/{n}.jpg``
-(``n`` = 1, 2, ...). Only when every photo is stored is the claim completed with their public
-URLs (``uploaded``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared ones of
+(``n`` = 1, 2, ...). Objects numbered past the product's photos (left by an earlier, longer
+photo list) are deleted by key. Only when every photo is stored is the claim completed with
+their public URLs (``uploaded``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared ones of
 :mod:`undecat.jobs.maintenance`.
 
 Failure handling, the rule of every stage:
@@ -392,6 +393,15 @@ class PhotoDownloader:
             key = original_key(product.brand, product.external_id, n)
             stored.append(self.store.put(key, photo.content, photo.content_type))
             tally.add(photos=1)
+        # The product may have had more photos before a re-collect: their objects would
+        # stay public forever. Deleted by key (a LIST per product would cost more and could
+        # catch another product's keys), up to the most this stage ever stores.
+        orphans = [
+            original_key(product.brand, product.external_id, n)
+            for n in range(len(sources) + 1, self.settings.photos_per_product + 1)
+        ]
+        if orphans:
+            self.store.delete(orphans)
         return tuple(stored)
 
     def _message(self, exc: ProductError) -> str:
