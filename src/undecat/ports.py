@@ -165,6 +165,10 @@ class CatalogRun(Protocol):
         """Return the final status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
         ...
 
+    def end_reason(self) -> str | None:
+        """Return why the run ended as it did, in the source's words; None when it says nothing."""
+        ...
+
 
 class CatalogSource(Protocol):
     """Starts a brand's catalog collection (an Apify task, or a dataset file)."""
