@@ -412,6 +412,14 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
             XimilarClient.close,
         )
 
+    def ledger() -> Any:
+        """Where record ids are noted before they are sent (staging, migration 0010)."""
+        from undecat.adapters.postgres import PostgresXimilarLedger  # noqa: PLC0415
+
+        return resources.get(
+            "ximilar_ledger", lambda: PostgresXimilarLedger(resources.staging_db())
+        )
+
     def make(name: str, work: Callable[..., Any]) -> Callable[[], Job]:
         def factory() -> Job:
             visual_index = index()
@@ -424,6 +432,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                     lease=resources.lease(),
                     batch_size=config.batch_size,
                     dry_run=bool(getattr(visual_index, "dry_run", False)),
+                    ledger=ledger(),
                 ),
                 recorder=resources.recorder(),
             )
