@@ -348,9 +348,7 @@ def test_the_runs_end_reason_is_kept_on_the_run_log(
     message = "The Actor run failed: out of memory (4096 MB)"
     fake_apify.plan(
         TASK,
-        RunPlan(
-            items=[zara_item(1)], final_status="FAILED", status_message=message, exit_code=137
-        ),
+        RunPlan(items=[zara_item(1)], final_status="FAILED", status_message=message, exit_code=137),
     )
     result = collect(fake_apify, staging_dsn)
     assert result.status == "failed"

@@ -31,6 +31,7 @@ def _srgb_of(profile: bytes, pixel: tuple[int, int, int]) -> tuple[int, ...]:
     converted = ImageCms.profileToProfile(
         flat, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
     )
+    assert converted is not None
     return tuple(converted.getpixel((0, 0)))  # type: ignore[arg-type]
 
 
@@ -47,7 +48,9 @@ def _collage_pixel(photo: bytes, xy: tuple[int, int] = (8, 8)) -> tuple[int, ...
     return _stored_pixel(BUILDER.build([photo]), xy)
 
 
-@pytest.mark.parametrize(("profile", "fmt"), [(ADOBE_RGB, "JPEG"), (TIFF_RGB, "JPEG"), (ADOBE_RGB, "PNG")])
+@pytest.mark.parametrize(
+    ("profile", "fmt"), [(ADOBE_RGB, "JPEG"), (TIFF_RGB, "JPEG"), (ADOBE_RGB, "PNG")]
+)
 def test_non_srgb_profile_is_converted_to_srgb_by_both_paths(profile: bytes, fmt: str) -> None:
     """A photo tagged Adobe RGB or "TIFF RGB" is stored and collaged in sRGB, not as raw pixels."""
     photo = _encode(Image.new("RGB", (16, 16), RAW), fmt, quality=100, icc_profile=profile)

@@ -69,25 +69,31 @@ def test_missing_table_and_column_are_configuration_errors(
     pg_server: PgServer, empty_dsn: str, staging_db: Database
 ) -> None:
     """An unmigrated database, or a column that is not there, names the role and the object."""
-    with Database(Secret(empty_dsn), max_size=1) as db:
-        with pytest.raises(DatabaseConfigurationError) as caught:
-            PostgresCatalogStore(db).count_active("apify_zara")
+    with (
+        Database(Secret(empty_dsn), max_size=1) as db,
+        pytest.raises(DatabaseConfigurationError) as caught,
+    ):
+        PostgresCatalogStore(db).count_active("apify_zara")
     message = str(caught.value)
     assert "raw_products" in message
     assert repr(pg_server.user) in message
     assert "migrat" in message
-    with pytest.raises(DatabaseConfigurationError) as column:  # noqa: PT012  # a transaction
-        with staging_db.transaction("probe") as cur:
-            cur.execute("SELECT no_such_column FROM raw_products")
+    with (
+        pytest.raises(DatabaseConfigurationError) as column,
+        staging_db.transaction("probe") as cur,
+    ):
+        cur.execute("SELECT no_such_column FROM raw_products")
     assert "no_such_column" in str(column.value)
 
 
 def test_read_only_database_is_a_configuration_error(staging_dsn: str) -> None:
     """A read-only session (a standby, or default_transaction_read_only) is an outage."""
     options = quote("-c default_transaction_read_only=on", safe="")
-    with Database(Secret(f"{staging_dsn}?options={options}"), max_size=1) as db:
-        with pytest.raises(DatabaseConfigurationError) as caught:
-            PostgresCatalogStore(db).upsert_products([draft(1)], datetime.now(UTC))
+    with (
+        Database(Secret(f"{staging_dsn}?options={options}"), max_size=1) as db,
+        pytest.raises(DatabaseConfigurationError) as caught,
+    ):
+        PostgresCatalogStore(db).upsert_products([draft(1)], datetime.now(UTC))
     assert "read-only" in str(caught.value)
 
 

@@ -34,9 +34,7 @@ def test_proxy_that_cannot_reach_any_origin_stops_the_run_and_charges_nobody(
 ) -> None:
     """CONNECT refused (502 from the proxy) on product after product: failed run, no attempt."""
     dead = free_port()
-    add_products(
-        staging_db, {f"p{n}": [f"https://localhost:{dead}/{n}.jpg"] for n in range(6)}
-    )
+    add_products(staging_db, {f"p{n}": [f"https://localhost:{dead}/{n}.jpg"] for n in range(6)})
     result = run_job(breaker_env)
     assert result.status == "failed"
     assert result.error_message is not None

@@ -29,13 +29,17 @@ def test_photos_beyond_a_shorter_new_list_are_deleted(
         origin.serve(f"/new/{n}.jpg", Reply(body=rgb_jpeg(colour=(0, n, 0))))
     catalog = PostgresCatalogStore(staging_db)
     old = tuple(origin.url(f"/old/{n}.jpg") for n in range(1, 6))
-    catalog.upsert_products([draft(1, external_id="42", original_image_urls=old)], datetime.now(UTC))
+    catalog.upsert_products(
+        [draft(1, external_id="42", original_image_urls=old)], datetime.now(UTC)
+    )
     assert run_job(env).records_new == 1
     prefix = originals_prefix("zara", "42")
     assert _keys(s3_bucket, prefix) == sorted(original_key("zara", "42", n) for n in range(1, 6))
 
     new = tuple(origin.url(f"/new/{n}.jpg") for n in range(1, 4))
-    catalog.upsert_products([draft(1, external_id="42", original_image_urls=new)], datetime.now(UTC))
+    catalog.upsert_products(
+        [draft(1, external_id="42", original_image_urls=new)], datetime.now(UTC)
+    )
     result = run_job(env)
     assert (result.status, result.records_new) == ("success", 1)
     assert _keys(s3_bucket, prefix) == sorted(original_key("zara", "42", n) for n in range(1, 4))

@@ -119,7 +119,7 @@ def test_tunnel_status_is_read_from_urllib3s_proxy_error() -> None:
     ],
 )
 def test_status_faults(status: int, tunnel: bool, kind: type[Exception]) -> None:
-    """Credentials and tunnel refusals are outages; the rest is the photo's, some transport-level."""
+    """Credentials and tunnel refusals are outages; the rest is the photo's (some transport)."""
     assert type(status_failure(status, "", "https://x/p.jpg", tunnel=tunnel)) is kind
 
 

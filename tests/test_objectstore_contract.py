@@ -128,7 +128,7 @@ def test_any_id_round_trips(store: ObjectStore, external_id: str, data: bytes) -
 
 
 def test_delete_by_key_removes_those_keys_only(store: ObjectStore) -> None:
-    """delete removes exactly the keys given; keys holding nothing are no error."""
+    """Deleting by key removes exactly the keys given; keys holding nothing are no error."""
     for n in (1, 2, 3):
         store.put(original_key("zara", "7", n), JPEG, "image/jpeg")
     store.delete([original_key("zara", "7", n) for n in (2, 3, 4, 5)])

@@ -36,7 +36,7 @@ def _sync(queue: PostgresWorkQueue, index: Any, db: Database) -> RunResult:
 def _pending(dsn: str) -> dict[str, list[str]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT external_id, ximilar_pending_ids FROM raw_products").fetchall()
-    return {external_id: ids for external_id, ids in rows}
+    return dict(rows)
 
 
 def _change_every_photo(dsn: str) -> None:

@@ -5,10 +5,10 @@ batches until none is left. Products are worked on ``CONCURRENT_DOWNLOADS`` at a
 next batch is claimed as soon as every product of the previous one has started, so workers
 do not wait for a batch's slowest product. For each product, up to five photos are fetched in
 catalog order, validated, and uploaded to ``originals/{brand}/{external_id}/{n}.jpg``
-(``n`` = 1, 2, ...). Objects numbered past the product's photos (left by an earlier, longer
-photo list) are deleted by key. Only when every photo is stored is the claim completed with
-their public URLs (``uploaded``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared ones of
-:mod:`undecat.jobs.maintenance`.
+(``n`` = 1, 2, ...). Objects numbered past the product's photos (left by an earlier,
+longer photo list) are deleted by key. Only when every photo is stored is the claim
+completed with their public URLs (``uploaded``). The host's ``retry_failed`` and
+``cleanup_temp`` are the shared ones of :mod:`undecat.jobs.maintenance`.
 
 Failure handling, the rule of every stage:
 
@@ -190,7 +190,7 @@ class _Breaker:
             # A 403 may be one CDN refusing one product; several hosts refusing is us.
             plain = any(not s.forbidden for s in self.streak)
             hosts = {s.host for s in self.streak if s.forbidden}
-            self.tripped = plain or len(hosts) >= 2  # noqa: PLR2004  # "several" hosts
+            self.tripped = plain or len(hosts) >= 2  # "several" hosts
             return self.tripped
 
     def reset(self) -> list[_Suspect]:

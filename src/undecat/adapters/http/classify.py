@@ -87,7 +87,7 @@ def status_failure(status: int, reason: str, url: str, *, tunnel: bool) -> Undec
     return PhotoError(f"HTTP {status} {text}", url=url)
 
 
-def request_failure(exc: u3.HTTPError, url: str) -> UndecatError:
+def request_failure(exc: u3.HTTPError, url: str) -> UndecatError:  # noqa: PLR0911  # one per kind
     """Return the error for a request that raised instead of answering."""
     if isinstance(exc, u3.ProxyError):
         # Callers look for a tunnel status first; what is left never reached the proxy.

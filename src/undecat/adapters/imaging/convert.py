@@ -101,13 +101,15 @@ def _key_mask(image: Image.Image) -> Image.Image | None:
     if key is None or image.mode not in _KEYED or isinstance(key, bytes):
         return None
     if image.mode == "RGB":
-        if not (isinstance(key, tuple) and len(key) == 3):  # noqa: PLR2004  # r, g, b
+        if not (isinstance(key, tuple) and len(key) == 3):  # r, g, b
             return None
         return image.convert("RGBA").getchannel("A")
     if not isinstance(key, int):
         return None
     wide = image if image.mode == "I" else image.convert("I")
     mask = ImageMath.lambda_eval(lambda a: (a["im"] != key) * 255, im=wide)
+    if not isinstance(mask, Image.Image):  # pragma: no cover  # Pillow always gives an image
+        return None
     return mask.convert("L")
 
 

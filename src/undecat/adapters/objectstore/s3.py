@@ -92,7 +92,7 @@ class S3ObjectStore:
             return delete_folder(self._client, self.bucket, folder, page_size=self._page_size)
 
     def delete(self, keys: Sequence[str]) -> None:
-        """Delete the objects at ``keys`` by key, one request per thousand; missing ones are fine."""
+        """Delete the objects at ``keys`` by key, a request per thousand; missing ones are fine."""
         checked = [checked_key(key) for key in keys]
         with translate_errors("delete", self._where):
             for start in range(0, len(checked), 1000):

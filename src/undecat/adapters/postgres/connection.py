@@ -66,7 +66,7 @@ def _first_line(exc: BaseException, secrets: tuple[str, ...]) -> str:
 def _configuration_problem(exc: psycopg.Error) -> str | None:
     """What is misconfigured, when ``exc`` is a configuration-class error; else None."""
     state = exc.sqlstate
-    if state in _CONFIGURATION_STATES:
+    if state is not None and state in _CONFIGURATION_STATES:
         return f"SQLSTATE {state}, {_CONFIGURATION_STATES[state]}"
     if state is None and _LOGIN_REFUSED.search(str(exc)):
         return "the login was refused: check the role, its password and pg_hba.conf"
