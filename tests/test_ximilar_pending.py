@@ -13,7 +13,9 @@ from tests.fix_ximilar import FakeXimilar, execute, seed_products
 from tests.test_ximilar_sync import CrashingIndex, SimulatedCrashError, client, queue
 from undecat.adapters.postgres import Database, PostgresWorkQueue, PostgresXimilarLedger
 from undecat.adapters.ximilar import XimilarClient
-from undecat.domain.models import RunResult
+from undecat.domain.models import Claim, RunResult
+from undecat.domain.stages import Outcome
+from undecat.errors import DatabaseUnavailableError
 from undecat.jobs.ximilar import ximilar_sync
 from undecat.redact import Secret
 
@@ -118,3 +120,40 @@ def test_the_ximilar_role_may_note_ids_and_delisting_makes_them_known(
             (held,),
         ).fetchone()
     assert row == (["a", "b", "d"], [])
+
+
+class DatabaseGoneOnSecondComplete:
+    """The real queue, except that the database goes away while outcomes are written."""
+
+    def __init__(self, queue: PostgresWorkQueue) -> None:
+        self.queue = queue
+        self.stage = queue.stage
+        self.completes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+        self.completes += 1
+        if self.completes == 2:  # the second product of the batch
+            raise DatabaseUnavailableError("the database went away")
+        return self.queue.complete(claim, outcome)
+
+
+def test_an_outage_while_writing_outcomes_hands_the_rest_back_at_once(
+    queue: PostgresWorkQueue,
+    client: XimilarClient,
+    fake_ximilar: FakeXimilar,
+    staging_dsn: str,
+    staging_db: Database,
+) -> None:
+    """Products not yet written when the database fails are claimable at once, never resent."""
+    seed_products(staging_dsn, 3)
+    with pytest.raises(DatabaseUnavailableError):
+        _sync(DatabaseGoneOnSecondComplete(queue), client, staging_db)  # type: ignore[arg-type]
+    result = _sync(queue, client, staging_db)  # at once: no lease left to lapse
+    assert (result.records_fetched, result.metadata["records_adopted"]) == (2, 4)
+    assert fake_ximilar.resent_while_held == {}
+    with psycopg.connect(staging_dsn) as conn:
+        statuses = conn.execute("SELECT ximilar_status FROM raw_products").fetchall()
+    assert statuses == [("synced",)] * 3
