@@ -239,8 +239,9 @@ def test_a_key_the_store_refuses_fails_that_product_only(
 ) -> None:
     """An id too long for an S3 key fails its own product; the rest of every batch is built."""
     good = [_seed(staging_dsn, store, n, [_photo(24, 36, n)]) for n in range(4)]
-    # 200 'é' escape to 1,200 key characters: past S3's 1,024-byte limit for the collage key.
-    long_id = "é" * 200
+    # 90 four-byte characters (the column holds 100) escape to 1,080 key characters: past
+    # S3's 1,024-byte limit for the collage key.
+    long_id = "\U0001f600" * 90
     with psycopg.connect(staging_dsn, autocommit=True) as conn:
         url = conn.execute(
             "SELECT image_urls FROM raw_products WHERE external_id = %s", (good[0],)
