@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -70,6 +71,9 @@ class _CountingStore:
 
     def delete_prefix(self, prefix: str) -> int:
         return 0
+
+    def delete(self, keys: Sequence[str]) -> None:
+        pass
 
     def public_url(self, key: str) -> str:
         return f"mem://{key}"

@@ -43,6 +43,8 @@ class RunPlan:
     count: int = 0
     item_at: Callable[[int], Any] | None = None
     final_status: str = "SUCCEEDED"
+    status_message: str | None = None  # Apify's statusMessage once the run has finished
+    exit_code: int | None = 0
     # Polls without waitForFinish that still say RUNNING before the final status (a poll
     # that waits gets the final status at once); 0 = finished at start; -1 = never.
     polls: int = 1
@@ -90,7 +92,8 @@ class _Run:
             },
             "buildId": "fakeBuild0001",
             "buildNumber": "0.0.1",
-            "exitCode": None,
+            "exitCode": self.plan.exit_code if self.finished_at else None,
+            "statusMessage": self.plan.status_message if self.finished_at else "Running",
             "defaultKeyValueStoreId": f"kv{self.id}",
             "defaultDatasetId": self.dataset_id,
             "defaultRequestQueueId": f"rq{self.id}",

@@ -261,6 +261,13 @@ class MemoryStore:
             del self.objects[key]
         return len(gone)
 
+    def delete(self, keys: Sequence[str]) -> None:
+        self._check()
+        with self.lock:
+            for key in keys:
+                self.objects.pop(key, None)
+                self.content_types.pop(key, None)
+
     def public_url(self, key: str) -> str:
         return self.base + key
 

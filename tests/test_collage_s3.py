@@ -232,3 +232,35 @@ def test_object_store_down_fails_the_run_and_marks_nothing(
         assert rows[external_id]["error_message"] is None
         assert rows[external_id]["collage_owner"] is None
         assert rows[external_id]["collage_attempts"] == 0
+
+
+def test_a_key_the_store_refuses_fails_that_product_only(
+    config: Config, staging_dsn: str, store: ObjectStore, s3_bucket: S3Bucket
+) -> None:
+    """An id too long for an S3 key fails its own product; the rest of every batch is built."""
+    good = [_seed(staging_dsn, store, n, [_photo(24, 36, n)]) for n in range(4)]
+    # 90 four-byte characters (the column holds 100) escape to 1,080 key characters: past
+    # S3's 1,024-byte limit for the collage key.
+    long_id = "\U0001f600" * 90
+    with psycopg.connect(staging_dsn, autocommit=True) as conn:
+        url = conn.execute(
+            "SELECT image_urls FROM raw_products WHERE external_id = %s", (good[0],)
+        ).fetchone()
+        assert url is not None
+        conn.execute(
+            "INSERT INTO raw_products (id, source, external_id, brand, name, original_image_urls,"
+            " image_urls, image_status, scraped_at)"
+            " VALUES (0, 'apify_zara', %s, 'zara', 'P', '[\"https://static.zara.net/x.jpg\"]',"
+            " %s, 'uploaded', now())",
+            (long_id, psycopg.types.json.Jsonb(url[0])),
+        )
+    with bootstrap(config) as jobs:
+        result = jobs.job("collage", "process_new").run()
+    assert result.status == RunStatus.PARTIAL
+    assert (result.records_fetched, result.records_updated, result.records_errors) == (5, 4, 1)
+    rows = _rows(staging_dsn)
+    assert all(rows[e]["image_status"] == "collage_ready" for e in good)
+    assert rows[long_id]["image_status"] == "error"
+    assert "unsafe object key" in rows[long_id]["error_message"]
+    assert all(row["collage_owner"] is None for row in rows.values())
+    assert _collage_keys(s3_bucket) == sorted(collage_key("zara", e) for e in good)

@@ -339,3 +339,22 @@ def _url(dsn: str) -> str:
     auth = f"{info.get('user', 'postgres')}:{password}@"
     where = f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{info['dbname']}"
     return f"postgresql://{auth}{where}"
+
+
+def test_the_runs_end_reason_is_kept_on_the_run_log(
+    fake_apify: FakeApify, staging_db: Database, staging_dsn: str
+) -> None:
+    """Apify's status message and exit code of a failed run land in scraper_logs."""
+    message = "The Actor run failed: out of memory (4096 MB)"
+    fake_apify.plan(
+        TASK,
+        RunPlan(items=[zara_item(1)], final_status="FAILED", status_message=message, exit_code=137),
+    )
+    result = collect(fake_apify, staging_dsn)
+    assert result.status == "failed"
+    log = last_log(staging_db)
+    assert log["metadata"]["end_reason"] == f"{message}; exit code 137"
+    assert message in log["error_message"]
+    fake_apify.plan(TASK, RunPlan(items=[zara_item(1)], status_message="Finished: 1 item"))
+    collect(fake_apify, staging_dsn)
+    assert last_log(staging_db)["metadata"]["end_reason"] == "Finished: 1 item"

@@ -36,6 +36,7 @@ class FakeRun:
     final: str = "SUCCEEDED"
     run_id: str | None = "run1"
     outage_after: int | None = None
+    reason: str | None = None
 
     def items(self) -> Iterator[Any]:
         for n, item in enumerate(self.entries):
@@ -45,6 +46,9 @@ class FakeRun:
 
     def status(self) -> str:
         return self.final
+
+    def end_reason(self) -> str | None:
+        return self.reason
 
 
 @attrs.define

@@ -13,7 +13,7 @@ from urllib3 import exceptions as u3
 from undecat.adapters.http.backoff import backoff_wait, retry_after_seconds
 from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
 from undecat.adapters.http.urls import AllowedHosts
-from undecat.errors import PhotoError, ProxyError
+from undecat.errors import PhotoError, PhotoTransportError, ProxyError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCHEDULE = (5.0, 15.0, 45.0)
@@ -109,15 +109,17 @@ def test_tunnel_status_is_read_from_urllib3s_proxy_error() -> None:
         (407, False, ProxyError),
         (407, True, ProxyError),
         (403, True, ProxyError),  # the proxy refuses the tunnel itself
-        (403, False, PhotoError),  # the CDN refuses this photo
+        (403, False, PhotoTransportError),  # the CDN refuses this photo (or all of us)
         (404, False, PhotoError),
-        (410, True, PhotoError),
-        (502, True, PhotoError),  # the proxy works, the origin does not
+        (410, True, PhotoTransportError),  # no tunnel opened: transport level
+        (502, True, PhotoTransportError),  # the proxy works, the origin does not
+        (502, False, PhotoTransportError),
+        (504, False, PhotoTransportError),
         (500, False, PhotoError),
     ],
 )
 def test_status_faults(status: int, tunnel: bool, kind: type[Exception]) -> None:
-    """Credentials and tunnel refusals are outages; everything else about a photo is its own."""
+    """Credentials and tunnel refusals are outages; the rest is the photo's (some transport)."""
     assert type(status_failure(status, "", "https://x/p.jpg", tunnel=tunnel)) is kind
 
 

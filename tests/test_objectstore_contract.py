@@ -125,3 +125,14 @@ def test_any_id_round_trips(store: ObjectStore, external_id: str, data: bytes) -
     assert store.get(key) == data
     assert store.delete_prefix(originals_prefix("zara", external_id)) == 1
     assert not store.exists(key)
+
+
+def test_delete_by_key_removes_those_keys_only(store: ObjectStore) -> None:
+    """Deleting by key removes exactly the keys given; keys holding nothing are no error."""
+    for n in (1, 2, 3):
+        store.put(original_key("zara", "7", n), JPEG, "image/jpeg")
+    store.delete([original_key("zara", "7", n) for n in (2, 3, 4, 5)])
+    assert store.exists(original_key("zara", "7", 1))
+    assert not store.exists(original_key("zara", "7", 2))
+    assert not store.exists(original_key("zara", "7", 3))
+    store.delete([])

@@ -86,7 +86,14 @@ class Resources:
         url = _required(self.config.staging_db_url, "STAGING_DB_URL")
         pool_size = max(2, self.config.concurrent_downloads + 1)
         return self.get(
-            "staging_db", lambda: Database(url, name="staging", max_size=pool_size), Database.close
+            "staging_db",
+            lambda: Database(
+                url,
+                name="staging",
+                max_size=pool_size,
+                connect_timeout=self.config.db_connect_timeout,
+            ),
+            Database.close,
         )
 
     def object_store(self) -> Any:
@@ -291,6 +298,7 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
                 concurrency=config.concurrent_downloads,
                 photos_per_product=config.photos_per_product,
                 product_timeout=config.product_timeout,
+                breaker_threshold=config.proxy_breaker_threshold,
             ),
             secrets=resources.secrets(),
         )
@@ -404,6 +412,14 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
             XimilarClient.close,
         )
 
+    def ledger() -> Any:
+        """Where record ids are noted before they are sent (staging, migration 0010)."""
+        from undecat.adapters.postgres import PostgresXimilarLedger  # noqa: PLC0415
+
+        return resources.get(
+            "ximilar_ledger", lambda: PostgresXimilarLedger(resources.staging_db())
+        )
+
     def make(name: str, work: Callable[..., Any]) -> Callable[[], Job]:
         def factory() -> Job:
             visual_index = index()
@@ -416,6 +432,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                     lease=resources.lease(),
                     batch_size=config.batch_size,
                     dry_run=bool(getattr(visual_index, "dry_run", False)),
+                    ledger=ledger(),
                 ),
                 recorder=resources.recorder(),
             )

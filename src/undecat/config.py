@@ -52,6 +52,7 @@ class Config:
     # Databases (URLs carry passwords: held as secrets, shown redacted).
     staging_db_url: Secret | None = attrs.field(default=None, repr=_show_url)
     production_db_url: Secret | None = attrs.field(default=None, repr=_show_url)
+    db_connect_timeout: float = 5.0
 
     # Photo downloader.
     proxy_url: Secret | None = attrs.field(default=None, repr=_show_url)
@@ -68,6 +69,7 @@ class Config:
     max_photo_bytes: int = 25 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     photos_per_product: int = 5
+    proxy_breaker_threshold: int = 5
 
     # Object storage. ``s3_endpoint`` None means the embedded filesystem store in DATA_DIR.
     s3_endpoint: str | None = None
@@ -139,6 +141,7 @@ class Config:
         return cls(
             staging_db_url=env.url("STAGING_DB_URL", ("postgresql", "postgres")),
             production_db_url=env.url("PRODUCTION_DB_URL", ("postgresql", "postgres")),
+            db_connect_timeout=env.number("DB_CONNECT_TIMEOUT", float, 5.0, minimum=1, maximum=60),
             proxy_url=env.url("PROXY_URL", ("http", "https")),
             proxy_ca_bundle=env.path("PROXY_CA_BUNDLE", must_exist=True),
             download_timeout=env.number("DOWNLOAD_TIMEOUT", float, 30.0, minimum=0.001),
@@ -152,6 +155,7 @@ class Config:
             allowed_photo_hosts=env.word_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
             max_photo_bytes=env.number("MAX_PHOTO_BYTES", int, 25 * 1024 * 1024, minimum=1),
             max_photo_pixels=env.number("MAX_PHOTO_PIXELS", int, 40_000_000, minimum=1),
+            proxy_breaker_threshold=env.number("PROXY_BREAKER_THRESHOLD", int, 5, minimum=1),
             s3_endpoint=env.endpoint("S3_ENDPOINT"),
             s3_access_key=env.secret("S3_ACCESS_KEY"),
             s3_secret_key=env.secret("S3_SECRET_KEY"),

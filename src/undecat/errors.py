@@ -19,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseConfigurationError",
     "DatabaseUnavailableError",
     "InvalidItemError",
     "LeaseLostError",
@@ -26,6 +27,7 @@ __all__ = [
     "ObjectStoreUnavailableError",
     "OutageError",
     "PhotoError",
+    "PhotoTransportError",
     "ProductError",
     "ProxyError",
     "RemoteServiceError",
@@ -66,12 +68,44 @@ class PhotoError(ProductError):
         self.url = url
 
 
+class PhotoTransportError(PhotoError):
+    """A photo request failed below HTTP, or was refused as a whole host refuses a client.
+
+    Connection refused or reset, a name that does not resolve, TLS that does not verify, a
+    proxy tunnel that could not be opened, a 403: alone, the photo's fault; the same failure
+    on product after product is the proxy exit being blocked, an outage (the download job's
+    circuit breaker decides). ``host`` names the host asked, ``forbidden`` marks a 403.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        host: str | None = None,
+        forbidden: bool = False,
+        product: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url, product=product)
+        self.host = host
+        self.forbidden = forbidden
+
+
 class OutageError(UndecatError):
     """A dependency of the whole batch is unavailable: stop, release, mark nothing."""
 
 
 class DatabaseUnavailableError(OutageError):
     """PostgreSQL cannot be reached, refused our credentials, or went away."""
+
+
+class DatabaseConfigurationError(DatabaseUnavailableError):
+    """PostgreSQL refuses our role or lacks our schema: a grant, a migration or a setting is wrong.
+
+    Insufficient privilege, an undefined table or column, a read-only transaction, a failed
+    authentication: no row's data is at fault, so no row may be marked for it; the message
+    names the role and the object.
+    """
 
 
 class ObjectStoreUnavailableError(OutageError):

@@ -8,7 +8,7 @@ Every method raises only :class:`~undecat.errors.UndecatError` subclasses: an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ __all__ = [
     "StatusReport",
     "VisualIndex",
     "WorkQueue",
+    "XimilarLedger",
 ]
 
 
@@ -165,6 +166,10 @@ class CatalogRun(Protocol):
         """Return the final status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
         ...
 
+    def end_reason(self) -> str | None:
+        """Return why the run ended as it did, in the source's words; None when it says nothing."""
+        ...
+
 
 class CatalogSource(Protocol):
     """Starts a brand's catalog collection (an Apify task, or a dataset file)."""
@@ -220,6 +225,10 @@ class ObjectStore(Protocol):
         """Delete every object under ``prefix``; return how many."""
         ...
 
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete the objects at ``keys`` by key (no listing); a key with no object is fine."""
+        ...
+
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""
         ...
@@ -242,6 +251,23 @@ class VisualIndex(Protocol):
 
     def existing(self, record_ids: Sequence[str]) -> set[str]:
         """Return which of ``record_ids`` the index holds."""
+        ...
+
+
+class XimilarLedger(Protocol):
+    """Where the Ximilar stage writes down record ids before it sends them.
+
+    Ids noted and never confirmed are deleted from the collection once the product's photos
+    change or it is delisted (the database moves them among the known record ids), so a
+    crash between an insert and the row's update cannot leave records no row knows of.
+    """
+
+    def note_pending(self, owner: str, pending: Mapping[int, Sequence[str]]) -> set[int]:
+        """Note record ids per product id while ``owner`` leases it; return the noted products."""
+        ...
+
+    def clear_pending(self, product_ids: Sequence[int]) -> None:
+        """Forget the noted ids of products whose outcome has been written."""
         ...
 
 

@@ -100,16 +100,21 @@ class CollageStage:
     def _one(self, claim: Claim, tally: _Tally) -> None:
         product = claim.product
         try:
+            # Everything that depends on this product's data sits inside the guard, the
+            # upload too: a key the store refuses (an id too long for S3, ...) is this
+            # product's fault and must not cost the rest of the batch.
             collage = self.build(self._originals(product))
+            url = self.store.put(
+                collage_key(product.brand, product.external_id), collage, COLLAGE_CONTENT_TYPE
+            )
         except ProductError as exc:
             message = _reason(product, exc)
             _log.warning("collage of %s failed: %s", _name(product), message)
-            self.queue.fail(claim, message)
-            tally.failed += 1
+            if self.queue.fail(claim, message):
+                tally.failed += 1
+            else:
+                tally.lease_lost += 1
             return
-        url = self.store.put(
-            collage_key(product.brand, product.external_id), collage, COLLAGE_CONTENT_TYPE
-        )
         if self.queue.complete(claim, CollageStored(collage_url=url)):
             tally.built += 1
         else:

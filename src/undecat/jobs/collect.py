@@ -10,8 +10,9 @@ A bad item is rejected alone (with its reason, in ``records_errors``); the same 
 one run keeps the first and counts the repeat as an error. A batch the database refuses for
 one row's sake is split until the offending item is found and rejected, so one surprise
 never costs the other 999. A run that ended FAILED / TIMED-OUT / ABORTED, or that we gave up
-waiting for (RUNNING), keeps the items it returned and is logged ``failed`` with the run id
-and status; so is an outage in the middle of the stream (the batches before it are kept).
+waiting for (RUNNING), keeps the items it returned and is logged ``failed`` with the run id,
+status and end reason (Apify's status message, ``end_reason`` in the run's metadata and in
+its error text); so is an outage in the middle of the stream (the batches before it are kept).
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ class CollectJob:
         except OutageError as exc:
             status = run.status()
             metadata.update(self._counts(tally), apify_status=status, delisted=0)
+            metadata["end_reason"] = run.end_reason()
             metadata["delisting_skipped"] = "the run was interrupted by an outage"
             return self._result(RunStatus.FAILED, tally, metadata, run, f"{exc}")
         status = run.status()
-        metadata.update(self._counts(tally), apify_status=status)
+        problem = run.end_reason()
+        metadata.update(self._counts(tally), apify_status=status, end_reason=problem)
         reason = self._no_delisting_reason(status, tally.valid, active_before)
         delisted = 0
         if reason is None:
@@ -102,7 +105,6 @@ class CollectJob:
             metadata["delisting_skipped"] = reason
         metadata["delisted"] = delisted
         if status != "SUCCEEDED":
-            problem = getattr(run, "problem", None)  # a source may say what went wrong
             label = (
                 f"{self.source_kind} run {run.run_id}" if run.run_id else f"{self.source_kind} run"
             )

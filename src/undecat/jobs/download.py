@@ -5,9 +5,10 @@ batches until none is left. Products are worked on ``CONCURRENT_DOWNLOADS`` at a
 next batch is claimed as soon as every product of the previous one has started, so workers
 do not wait for a batch's slowest product. For each product, up to five photos are fetched in
 catalog order, validated, and uploaded to ``originals/{brand}/{external_id}/{n}.jpg``
-(``n`` = 1, 2, ...). Only when every photo is stored is the claim completed with their public
-URLs (``uploaded``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared ones of
-:mod:`undecat.jobs.maintenance`.
+(``n`` = 1, 2, ...). Objects numbered past the product's photos (left by an earlier,
+longer photo list) are deleted by key. Only when every photo is stored is the claim
+completed with their public URLs (``uploaded``). The host's ``retry_failed`` and
+``cleanup_temp`` are the shared ones of :mod:`undecat.jobs.maintenance`.
 
 Failure handling, the rule of every stage:
 
@@ -18,7 +19,15 @@ Failure handling, the rule of every stage:
   :class:`~undecat.errors.OutageError`) stops the run: no new product is started, the
   products in flight finish, every claim not settled is released untouched (the attempt
   does not count), and the run ends ``failed``. Product errors reported after the outage are
-  not trusted (a proxy dying mid-body looks like a photo cut short) and are released too.
+  not trusted (a proxy dying mid-body looks like a photo cut short) and are released too;
+* a **blocked proxy exit** looks like product errors, one per product: connection refused or
+  reset, names that do not resolve, TLS that does not verify, tunnels the proxy could not
+  open, 403s (:class:`~undecat.errors.PhotoTransportError`). The circuit breaker holds such
+  a product unsettled instead of failing it; a success or any other product error in
+  between ends the streak and fails the held ones as usual, but ``breaker_threshold``
+  products in a row (``PROXY_BREAKER_THRESHOLD``; 403s count only when they came from at least
+  two different hosts) stop the run as a :class:`~undecat.errors.ProxyError` outage, and
+  every held product is released without its attempt counted.
 
 Nothing is lost if the process dies anywhere: a photo uploaded before a crash is simply
 uploaded again to the same key when the lease lapses and another run claims the product,
@@ -40,7 +49,7 @@ from undecat.domain.keys import original_key
 from undecat.domain.models import Claim, Product, RunResult
 from undecat.domain.stages import PhotosStored
 from undecat.domain.status import RunStatus
-from undecat.errors import OutageError, ProductError
+from undecat.errors import OutageError, PhotoTransportError, ProductError, ProxyError
 from undecat.ports import Clock, FetchedPhoto, ObjectStore, PhotoFetcher, WorkQueue
 from undecat.redact import redact_text, redact_url
 
@@ -88,6 +97,8 @@ class DownloadSettings:
     photos_per_product: int = 5
     product_timeout: float = 120.0
     max_batches: int | None = None  # None: until no pending product is left
+    #: Products in a row failing at the transport level that stop the run as an outage.
+    breaker_threshold: int = 5
 
 
 @attrs.define
@@ -101,6 +112,7 @@ class _Tally:
     released: int = 0
     photos: int = 0
     batches: int = 0
+    breaker_held: int = 0
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -151,6 +163,56 @@ class _Flow:
 
 
 @attrs.frozen
+class _Suspect:
+    """A product held by the breaker: its claim and the error it would be failed with."""
+
+    claim: Claim
+    message: str
+    host: str | None
+    forbidden: bool
+
+
+@attrs.define
+class _Breaker:
+    """Consecutive products failing at the transport level; trips at ``threshold``."""
+
+    threshold: int
+    streak: list[_Suspect] = attrs.field(factory=list)
+    tripped: bool = False
+    lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+
+    def suspect(self, suspect: _Suspect) -> bool:
+        """Hold ``suspect``; return True when the streak now trips the breaker."""
+        with self.lock:
+            self.streak.append(suspect)
+            if self.tripped or len(self.streak) < self.threshold:
+                return self.tripped
+            # A 403 may be one CDN refusing one product; several hosts refusing is us.
+            plain = any(not s.forbidden for s in self.streak)
+            hosts = {s.host for s in self.streak if s.forbidden}
+            self.tripped = plain or len(hosts) >= 2  # "several" hosts
+            return self.tripped
+
+    def reset(self) -> list[_Suspect]:
+        """End the streak (unless tripped); return the held products, now to be failed."""
+        with self.lock:
+            if self.tripped:
+                return []
+            held, self.streak = self.streak, []
+            return held
+
+    def summary(self) -> str:
+        with self.lock:
+            hosts = sorted({s.host or "?" for s in self.streak})
+            last = self.streak[-1].message if self.streak else ""
+        return (
+            f"{len(self.streak)} products in a row failed at the transport level"
+            f" (hosts: {', '.join(hosts)}; last: {last}): the proxy exit is blocked or the"
+            " network is down; none of them is charged an attempt"
+        )
+
+
+@attrs.frozen
 class PhotoDownloader:
     """The download stage over its ports; see the module docstring."""
 
@@ -165,6 +227,7 @@ class PhotoDownloader:
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
         tally, flow, s = _Tally(), _Flow(), self.settings
+        breaker = _Breaker(max(1, s.breaker_threshold))
         try:
             with ThreadPoolExecutor(s.concurrency, thread_name_prefix="undecat-download") as pool:
                 running: list[Future[None]] = []
@@ -186,9 +249,14 @@ class PhotoDownloader:
                             break
                         tally.add(batches=1, claimed=len(claims))
                         flow.add(claims)
-                        running += [pool.submit(self._work, c, flow, tally) for c in claims]
+                        running += [
+                            pool.submit(self._work, c, flow, tally, breaker) for c in claims
+                        ]
                     for future in running:
                         future.result()
+                    if not flow.stop.is_set():
+                        # A streak shorter than the threshold at the end: ordinary failures.
+                        self._charge(breaker.reset(), flow, tally)
                 except BaseException:
                     flow.halt(None)  # a bug: start nothing more, let the running ones end
                     raise
@@ -208,7 +276,7 @@ class PhotoDownloader:
             return
         tally.add(released=released)
 
-    def _work(self, claim: Claim, flow: _Flow, tally: _Tally) -> None:
+    def _work(self, claim: Claim, flow: _Flow, tally: _Tally, breaker: _Breaker) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
         flow.started()
         if flow.stop.is_set():
@@ -226,9 +294,37 @@ class PhotoDownloader:
         except ProductError as exc:
             if flow.stop.is_set():
                 return  # maybe the outage's doing: handed back, not marked
+            if isinstance(exc, PhotoTransportError):
+                self._suspect(claim, exc, flow, tally, breaker)
+                return
             self._settle(claim, flow, tally, error=self._message(exc))
+            self._charge(breaker.reset(), flow, tally)
             return
         self._settle(claim, flow, tally, urls=urls)
+        self._charge(breaker.reset(), flow, tally)
+
+    def _suspect(
+        self,
+        claim: Claim,
+        exc: PhotoTransportError,
+        flow: _Flow,
+        tally: _Tally,
+        breaker: _Breaker,
+    ) -> None:
+        """Hold a transport-level failure unsettled; trip the breaker at its threshold."""
+        held = _Suspect(claim, self._message(exc), exc.host, exc.forbidden)
+        tally.add(breaker_held=1)
+        if breaker.suspect(held):
+            # Every held product stays unsettled: released at the end, attempt not counted.
+            message = redact_text(breaker.summary(), self.secrets)
+            flow.halt(ProxyError(message))
+
+    def _charge(self, suspects: Sequence[_Suspect], flow: _Flow, tally: _Tally) -> None:
+        """Fail the products a broken streak held: their errors were theirs after all."""
+        for held in suspects:
+            if flow.stop.is_set():
+                return  # an outage came meanwhile: they are released with the rest
+            self._settle(held.claim, flow, tally, error=held.message)
 
     def _lease_covers(self, claim: Claim) -> bool:
         """Renew a lease that has run half its course before the product starts; False if lost.
@@ -282,12 +378,30 @@ class PhotoDownloader:
         for n, url in enumerate(sources, start=1):
             try:
                 photo = self.preparer.prepare(self.fetcher.fetch(url, deadline=deadline))
+            except PhotoTransportError as exc:
+                where = f"photo {n} of {len(sources)} ({redact_url(url)})"
+                raise PhotoTransportError(
+                    f"{where}: {exc}",
+                    url=exc.url,
+                    host=exc.host,
+                    forbidden=exc.forbidden,
+                    product=_name(product),
+                ) from exc
             except ProductError as exc:
                 where = f"photo {n} of {len(sources)} ({redact_url(url)})"
                 raise ProductError(f"{where}: {exc}", product=_name(product)) from exc
             key = original_key(product.brand, product.external_id, n)
             stored.append(self.store.put(key, photo.content, photo.content_type))
             tally.add(photos=1)
+        # The product may have had more photos before a re-collect: their objects would
+        # stay public forever. Deleted by key (a LIST per product would cost more and could
+        # catch another product's keys), up to the most this stage ever stores.
+        orphans = [
+            original_key(product.brand, product.external_id, n)
+            for n in range(len(sources) + 1, self.settings.photos_per_product + 1)
+        ]
+        if orphans:
+            self.store.delete(orphans)
         return tuple(stored)
 
     def _message(self, exc: ProductError) -> str:
@@ -314,6 +428,7 @@ class PhotoDownloader:
                 "photos_stored": tally.photos,
                 "lease_lost": tally.lease_lost,
                 "released": tally.released,
+                "breaker_held": tally.breaker_held,
             },
         )
 

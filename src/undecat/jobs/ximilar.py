@@ -7,9 +7,17 @@ One run claims pilot products batch by batch and, per batch, across products:
 2. for products claimed before without finishing (``attempt > 1``: a crash or an outage
    between the HTTP call and the database update), asks the collection which of their
    records it already holds, so those are never inserted -- and paid for -- twice;
-3. inserts the remaining records, ten per request, filled across products;
+3. writes down the ids of the records it is about to insert (``ximilar_pending_ids``, by the
+   :class:`~undecat.ports.XimilarLedger`, only for rows it still leases), then inserts
+   them, ten per request, filled across products;
 4. writes each product's confirmed records and status (``partial`` / ``synced``), or marks
-   it ``error`` with the reason Ximilar gave for a refused record.
+   it ``error`` with the reason Ximilar gave for a refused record, then forgets the noted
+   ids of the products written (a failed product keeps them).
+
+Ids noted but never confirmed -- the process died between an insert and step 4 -- are not
+lost: should the product's photos change (or the product be delisted) before a later run
+adopts them, the database moves them among the known record ids (migration 0010) and the
+next run deletes them as stale.
 
 An outage stops the run: products whose records were already sent keep their attempt
 count (their lease is handed back at once, counted) so the next run checks them first;
@@ -37,7 +45,7 @@ from undecat.domain.ximilar import (
     settle,
 )
 from undecat.errors import OutageError
-from undecat.ports import VisualIndex, WorkQueue
+from undecat.ports import VisualIndex, WorkQueue, XimilarLedger
 
 __all__ = ["SyncTally", "ximilar_retry", "ximilar_sync"]
 
@@ -92,8 +100,13 @@ def ximilar_sync(
     lease: timedelta,
     batch_size: int,
     dry_run: bool = False,
+    ledger: XimilarLedger | None = None,
 ) -> RunResult:
-    """Bring every eligible product's records in the collection to its target; see module."""
+    """Bring every eligible product's records in the collection to its target; see module.
+
+    ``ledger`` notes record ids before they are sent; without one (unit tests), ids are
+    sent unnoted.
+    """
     tally = SyncTally()
     held: list[Claim] = []  # dry run: claims kept until the end, then released
     seen: set[int] = set()
@@ -107,7 +120,7 @@ def ximilar_sync(
                 break
             seen.update(c.product.id for c in fresh)
             tally.claimed += len(fresh)
-            _Batch(queue, index, fresh, tally, dry_run=dry_run).run()
+            _Batch(queue, index, fresh, tally, dry_run=dry_run, ledger=ledger).run()
             if dry_run:
                 held.extend(fresh)
     finally:
@@ -131,11 +144,18 @@ def ximilar_retry(
     lease: timedelta,
     batch_size: int,
     dry_run: bool = False,
+    ledger: XimilarLedger | None = None,
 ) -> RunResult:
     """Send ``error`` products with attempts left back to the queue, then sync."""
     requeued = 0 if dry_run else queue.requeue_failed()
     result = ximilar_sync(
-        queue, index, owner=owner, lease=lease, batch_size=batch_size, dry_run=dry_run
+        queue,
+        index,
+        owner=owner,
+        lease=lease,
+        batch_size=batch_size,
+        dry_run=dry_run,
+        ledger=ledger,
     )
     return attrs.evolve(result, metadata={**result.metadata, "requeued": requeued})
 
@@ -151,9 +171,12 @@ class _Batch:
         tally: SyncTally,
         *,
         dry_run: bool,
+        ledger: XimilarLedger | None = None,
     ) -> None:
         self._queue = queue
         self._index = index
+        self._ledger = None if dry_run else ledger
+        self._written: list[int] = []  # products whose outcome was written
         self._tally = tally
         self._dry_run = dry_run
         self._claims: list[Claim] = []
@@ -180,10 +203,18 @@ class _Batch:
             self._adopt_unfinished()
             self._insert()
         except OutageError:
-            self._give_back()
+            self._give_back(self._claims)
             raise
-        for claim in self._claims:
-            self._finish(claim)
+        for position, claim in enumerate(self._claims):
+            try:
+                self._finish(claim)
+            except OutageError:
+                # The database went away while outcomes were written: the products not
+                # written yet are handed back (or left to lapse), never marked.
+                self._give_back(self._claims[position:])
+                raise
+        if self._ledger is not None:
+            self._ledger.clear_pending(self._written)
 
     def _delete_stale(self) -> None:
         stale = [rid for c in self._claims for rid in self._plans[c.product.id].stale_ids]
@@ -213,6 +244,14 @@ class _Batch:
             for record in self._plans[claim.product.id].to_insert
             if record.record_id not in self._inserted
         ]
+        if self._ledger is not None and pending:
+            # Written down before sending, so a crash cannot leave records no row knows of.
+            # A product whose lease was lost meanwhile is not sent (nor noted).
+            ids: dict[int, list[str]] = {}
+            for product_id, record in pending:
+                ids.setdefault(product_id, []).append(record.record_id)
+            noted = self._ledger.note_pending(self._claims[0].owner, ids)
+            pending = [(pid, record) for pid, record in pending if pid in noted]
         for chunk in chunked(pending, MAX_RECORDS_PER_REQUEST):
             self._sent.update(product_id for product_id, _ in chunk)
             self._tally.insert_requests += 1
@@ -249,6 +288,7 @@ class _Batch:
                 "ximilar: lost the lease of %s; its result is not written", plan.external_id
             )
             return
+        self._written.append(claim.product.id)
         self._tally.completed += 1
         if plan.removal:
             self._tally.removed += 1
@@ -257,15 +297,19 @@ class _Batch:
         else:
             self._tally.partial += 1
 
-    def _give_back(self) -> None:
-        """Outage: hand every claim back; those with records in flight keep their attempt."""
-        in_flight = [c for c in self._claims if c.product.id in self._sent]
-        untouched = [c for c in self._claims if c.product.id not in self._sent]
-        if in_flight:
-            # A lease that ends now, with the attempt counted: the next run sees
-            # attempt > 1 and asks the collection before inserting again.
-            self._queue.extend(in_flight, timedelta(0))
-        self._queue.release(untouched)
+    def _give_back(self, claims: Sequence[Claim]) -> None:
+        """Outage: hand ``claims`` back; those with records in flight keep their attempt."""
+        in_flight = [c for c in claims if c.product.id in self._sent]
+        untouched = [c for c in claims if c.product.id not in self._sent]
+        try:
+            if in_flight:
+                # A lease that ends now, with the attempt counted: the next run sees
+                # attempt > 1 and asks the collection before inserting again.
+                self._queue.extend(in_flight, timedelta(0))
+            self._queue.release(untouched)
+        except OutageError as exc:
+            # The database is gone too: the leases lapse on their own.
+            _log.warning("ximilar: could not hand back %d claim(s): %s", len(claims), exc)
 
 
 def _numbered(plan: SyncPlan) -> list[tuple[int, XimilarRecord]]:

@@ -176,6 +176,10 @@ class FileRun:
         """Return SUCCEEDED when read to the end, FAILED when the file broke off or was bad."""
         return self._status
 
+    def end_reason(self) -> str | None:
+        """Return where and how the file broke off, when it did."""
+        return self.problem
+
 
 class FileCatalogSource:
     """The :class:`~undecat.ports.CatalogSource` reading one export file for any brand."""

@@ -55,12 +55,18 @@ class ApifyRun:
     """One run of a brand's Apify task: its dataset items, then its status."""
 
     def __init__(
-        self, source: ApifyCatalogSource, run_id: str, dataset_id: str, status: str
+        self,
+        source: ApifyCatalogSource,
+        run_id: str,
+        dataset_id: str,
+        status: str,
+        reason: str | None = None,
     ) -> None:
         self.run_id: str | None = run_id
         self.dataset_id = dataset_id
         self._source = source
         self._status = status
+        self._reason = reason
 
     def __repr__(self) -> str:
         return f"ApifyRun(run_id={self.run_id!r}, status={self._status!r})"
@@ -77,6 +83,10 @@ class ApifyRun:
     def status(self) -> str:
         """Return the run's status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
         return self._status
+
+    def end_reason(self) -> str | None:
+        """Return Apify's status message (and exit code), or why we gave up waiting."""
+        return self._reason
 
 
 class ApifyCatalogSource:
@@ -126,6 +136,7 @@ class ApifyCatalogSource:
         if run is None:
             raise RemoteServiceError(f"Apify lost track of the run of task {task} of {brand}")
         status = str(run.status)
+        reason = _reason_of(run.status_message, run.exit_code, self._token)
         if status not in FINISHED:
             _log.warning(
                 "apify run %s of %s still %s after %s: aborting it and keeping its items so far",
@@ -136,7 +147,9 @@ class ApifyCatalogSource:
             )
             self._abort(run.id)
             status = "RUNNING"
-        return ApifyRun(self, run.id, run.default_dataset_id, status)
+            waited = f"still running after APIFY_WAIT_SECONDS ({self._wait}): aborted by undecat"
+            reason = f"{waited}; last status message: {reason}" if reason else waited
+        return ApifyRun(self, run.id, run.default_dataset_id, status, reason)
 
     def _abort(self, run_id: str) -> None:
         try:
@@ -183,3 +196,19 @@ class ApifyCatalogSource:
                 f"{what}: Apify sent an answer the client cannot read"
                 f" ({type(exc).__name__}: {message})"
             ) from exc
+
+
+_REASON_LIMIT = 500
+
+
+def _reason_of(message: str | None, exit_code: int | None, token: Secret) -> str | None:
+    """Apify's ``statusMessage`` and ``exitCode`` as one short line, the token scrubbed."""
+    parts = []
+    if message and message.strip():
+        parts.append(" ".join(message.split()))
+    if exit_code not in (None, 0):
+        parts.append(f"exit code {exit_code}")
+    if not parts:
+        return None
+    text = redact_text("; ".join(parts), (token.reveal(),))
+    return text if len(text) <= _REASON_LIMIT else text[: _REASON_LIMIT - 1] + "…"

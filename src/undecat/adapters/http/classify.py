@@ -18,6 +18,15 @@ The rule, from what urllib3 shows us through a forwarding proxy:
   mid-body (``IncompleteRead``), a certificate that does not verify (TLS is never turned
   off; a proxy that re-signs TLS needs ``PROXY_CA_BUNDLE``), a malformed answer.
 
+**Transport-level failures** (:class:`~undecat.errors.PhotoTransportError`, a
+``PhotoError``): connection refused or reset, a name that does not resolve, TLS that does not
+verify, a tunnel the proxy could not open (a ``CONNECT`` answered 502/504 or any other
+non-busy status), a gateway status (502/504) of a forwarded request, and a 403 of the origin.
+One of them fails its photo like any photo error; the same on product after product is the
+proxy exit being blocked (or the network down), which the download job's circuit breaker
+turns into an outage. The error carries the host asked, and whether it was a 403 (a CDN
+refusing us is only an outage when several different hosts do it).
+
 A residential proxy that dies mid-body is indistinguishable from an origin that cut the
 connection; the download job therefore distrusts product errors that arrive once another
 request of the batch has reported an outage, and hands those products back instead.
@@ -26,12 +35,16 @@ request of the batch has reported an outage, and hands those products back inste
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from urllib3 import exceptions as u3
 
-from undecat.errors import PhotoError, ProxyError, UndecatError
+from undecat.errors import PhotoError, PhotoTransportError, ProxyError, UndecatError
 
-__all__ = ["request_failure", "status_failure", "tunnel_status"]
+__all__ = ["GATEWAY_STATUSES", "request_failure", "status_failure", "tunnel_status"]
+
+#: Statuses a proxy gives when it could not reach the origin.
+GATEWAY_STATUSES = frozenset({502, 504})
 
 # The reason stops at a quote or bracket: the message may be quoted inside an exception repr.
 _TUNNEL = re.compile(r"Tunnel connection failed: (\d{3})\s*([^'\"()\[\]]*)")
@@ -65,26 +78,42 @@ def status_failure(status: int, reason: str, url: str, *, tunnel: bool) -> Undec
     if tunnel and status == 403:
         return ProxyError("the proxy refused to open a tunnel (403 Forbidden)")
     text = _REASONS.get(status) or reason.strip().lower() or "unexpected answer"
+    if tunnel:
+        return _transport(f"the proxy could not open a tunnel: HTTP {status} {text}", url)
+    if status in GATEWAY_STATUSES:
+        return _transport(f"HTTP {status} {text}", url)
+    if status == 403:
+        return _transport(f"HTTP {status} {text}", url, forbidden=True)
     return PhotoError(f"HTTP {status} {text}", url=url)
 
 
-def request_failure(exc: u3.HTTPError, url: str) -> UndecatError:
+def request_failure(exc: u3.HTTPError, url: str) -> UndecatError:  # noqa: PLR0911  # one per kind
     """Return the error for a request that raised instead of answering."""
     if isinstance(exc, u3.ProxyError):
         # Callers look for a tunnel status first; what is left never reached the proxy.
         return ProxyError(f"the proxy is unreachable: {_first_line(exc)}")
+    if isinstance(exc, u3.NameResolutionError):  # before NewConnectionError: a subclass
+        return _transport(f"the origin's name does not resolve: {_first_line(exc)}", url)
     if isinstance(exc, u3.NewConnectionError):  # before TimeoutError: it is a subclass
-        return PhotoError(f"the origin is unreachable: {_first_line(exc)}", url=url)
+        return _transport(f"the origin is unreachable: {_first_line(exc)}", url)
     if isinstance(exc, u3.TimeoutError):
         return PhotoError("too slow: no answer within the photo's time limit", url=url)
     if isinstance(exc, u3.ProtocolError):
-        return PhotoError(f"the connection was cut mid-transfer: {_first_line(exc)}", url=url)
+        return _transport(f"the connection was cut mid-transfer: {_first_line(exc)}", url)
     if isinstance(exc, u3.SSLError):
-        return PhotoError(
+        return _transport(
             "the TLS certificate did not verify (a proxy that re-signs TLS needs PROXY_CA_BUNDLE)",
-            url=url,
+            url,
         )
     return PhotoError(f"the request failed: {_first_line(exc)}", url=url)
+
+
+def _transport(message: str, url: str, *, forbidden: bool = False) -> PhotoTransportError:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    return PhotoTransportError(message, url=url, host=host, forbidden=forbidden)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -10,9 +10,10 @@ What is stored is always an RGB JPEG served as ``image/jpeg``:
 
 * a valid RGB JPEG is stored **byte for byte** as it came (no generation loss, and the
   bytes hash the same on every re-download);
-* anything else (CMYK or greyscale JPEG, PNG with or without alpha, WebP, GIF, AVIF) is
-  made upright RGB on white by :func:`~undecat.adapters.imaging.convert.flatten_to_rgb`
-  and encoded as JPEG at quality :data:`JPEG_QUALITY`.
+* anything else (an RGB JPEG with a non-sRGB ICC profile, CMYK or greyscale JPEG, PNG with
+  or without alpha or a ``tRNS`` key, WebP, GIF, AVIF) is made upright sRGB on white by
+  :func:`~undecat.adapters.imaging.convert.flatten_to_rgb` (the same function the collage
+  builder uses) and encoded as JPEG at quality :data:`JPEG_QUALITY`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import io
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from undecat.adapters.imaging.convert import flatten_to_rgb
+from undecat.adapters.imaging.convert import flatten_to_rgb, needs_colour_management
 from undecat.errors import PhotoError
 from undecat.ports import FetchedPhoto
 from undecat.redact import redact_url
@@ -110,7 +111,14 @@ class PhotoValidator:
                 url=url,
             )
         source = image.format or "unknown"
-        keep = source in _KEEP_AS_IS and image.mode == "RGB"
+        # An RGB JPEG is stored as it came only when its colours already are sRGB: one with
+        # an Adobe RGB (or other) profile is converted, or its profile would be lost.
+        keep = (
+            source in _KEEP_AS_IS
+            and image.mode == "RGB"
+            and not needs_colour_management(image)
+            and "transparency" not in image.info
+        )
         try:
             if keep:
                 # Decoding at 1/8 scale still reads every byte of entropy-coded data, so a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from undecat.adapters.objectstore.keying import (
@@ -119,6 +120,19 @@ class FileObjectStore:
         except OSError as exc:
             raise self._outage("delete_prefix", exc) from exc
         return deleted
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete the objects at ``keys``; a key with no object is fine."""
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except (IsADirectoryError, NotADirectoryError):
+                continue  # no object there, only a folder (or a file where a folder would be)
+            except OSError as exc:
+                if exc.errno in _PRODUCT_ERRNOS:
+                    continue
+                raise self._outage("delete", exc) from exc
 
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""

@@ -5,6 +5,7 @@ from undecat.adapters.postgres.connection import Database, translate_errors
 from undecat.adapters.postgres.migrate import apply_migrations, load_migrations
 from undecat.adapters.postgres.queue import PostgresWorkQueue
 from undecat.adapters.postgres.runs import PostgresRunRecorder, PostgresStatusReport
+from undecat.adapters.postgres.ximilar_ledger import PostgresXimilarLedger
 
 __all__ = [
     "Database",
@@ -12,6 +13,7 @@ __all__ = [
     "PostgresRunRecorder",
     "PostgresStatusReport",
     "PostgresWorkQueue",
+    "PostgresXimilarLedger",
     "apply_migrations",
     "load_migrations",
     "translate_errors",

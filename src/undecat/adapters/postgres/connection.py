@@ -8,7 +8,8 @@ credentials removed from every message.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,31 +17,107 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from undecat.errors import DatabaseUnavailableError, UndecatError
+from undecat.errors import DatabaseConfigurationError, DatabaseUnavailableError, UndecatError
 from undecat.redact import Secret, redact_text, redact_url
 
-__all__ = ["Database", "password_of", "translate_errors"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Database",
+    "password_of",
+    "role_of",
+    "translate_errors",
+]
 
-_CONNECT_TIMEOUT = 10
+#: Seconds to wait for a connection (to open one, or for the pool to hand one out) before
+#: the database counts as down: a dead server fails a run in seconds, not minutes.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+#: SQLSTATEs that no row's data can cause: our role, our schema or the server's mode is
+#: wrong. Outages with a message for the operator, never a product's ``error``.
+_CONFIGURATION_STATES: Mapping[str, str] = {
+    "42501": "insufficient privilege: grant the role what it needs (sql/staging/0003_roles.sql)",
+    "42P01": "undefined table: apply the migrations (undecat migrate)",
+    "42703": "undefined column: apply the migrations (undecat migrate)",
+    "42883": "undefined function: apply the migrations (undecat migrate)",
+    "42704": "undefined object: apply the migrations (undecat migrate)",
+    "3F000": "undefined schema: apply the migrations (undecat migrate)",
+    "25006": "read-only transaction: a standby, or default_transaction_read_only is on",
+    "28000": "authentication failed: check the role and the server's pg_hba.conf",
+    "28P01": "authentication failed: check the password in the database URL",
+    "3D000": "no such database: check the database URL",
+}
+# libpq reports a refused login at connect time without a SQLSTATE; its text is stable.
+_LOGIN_REFUSED = re.compile(
+    r'password authentication failed|authentication failed for user|role "[^"]*" does not exist'
+    r'|no pg_hba\.conf entry|database "[^"]*" does not exist',
+    re.IGNORECASE,
+)
 
 
 def _connect_kwargs() -> dict[str, Any]:
     return {"prepare_threshold": None, "row_factory": dict_row, "autocommit": False}
 
 
+def _first_line(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    text = str(exc).strip()
+    return redact_text(text.splitlines()[0] if text else type(exc).__name__, secrets)
+
+
+def _configuration_problem(exc: psycopg.Error) -> str | None:
+    """What is misconfigured, when ``exc`` is a configuration-class error; else None."""
+    state = exc.sqlstate
+    if state is not None and state in _CONFIGURATION_STATES:
+        return f"SQLSTATE {state}, {_CONFIGURATION_STATES[state]}"
+    if state is None and _LOGIN_REFUSED.search(str(exc)):
+        return "the login was refused: check the role, its password and pg_hba.conf"
+    return None
+
+
+def _object_of(exc: psycopg.Error) -> str | None:
+    """The schema object an error is about, from the server's diagnostics."""
+    diag = exc.diag
+    parts = [p for p in (diag.schema_name, diag.table_name, diag.column_name) if p]
+    return ".".join(parts) or None
+
+
 @contextmanager
-def translate_errors(what: str, *, secrets: tuple[str, ...] = ()) -> Iterator[None]:
-    """Turn psycopg's exceptions raised inside the block into undecat errors."""
+def translate_errors(
+    what: str, *, secrets: tuple[str, ...] = (), role: str | None = None
+) -> Iterator[None]:
+    """Turn psycopg's exceptions raised inside the block into undecat errors.
+
+    Configuration-class errors (privilege, missing table or column, read-only, a refused
+    login) become :class:`~undecat.errors.DatabaseConfigurationError` naming ``role`` and
+    the object; a server that cannot be reached :class:`~undecat.errors.DatabaseUnavailableError`;
+    anything else (a value the schema refuses) a plain :class:`~undecat.errors.UndecatError`.
+    """
     try:
         yield
     except UndecatError:
         raise
-    except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
-        message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
-        raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc
     except psycopg.Error as exc:
-        message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
+        message = _first_line(exc, secrets)
+        problem = _configuration_problem(exc)
+        if problem is not None:
+            who = f"role {role!r}" if role else "our role"
+            target = _object_of(exc)
+            about = f" (object {target})" if target and target not in message else ""
+            raise DatabaseConfigurationError(
+                f"{what}: the database refused {who}: {message}{about} [{problem}]"
+            ) from exc
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc
         raise UndecatError(f"{what}: database error: {message}") from exc
+
+
+def role_of(url: str) -> str | None:
+    """The user name inside a connection URL or string (None when it names none)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return None
+    user = info.get("user")
+    return str(user) if user else None
 
 
 def password_of(url: str) -> tuple[str, ...]:
@@ -61,34 +138,46 @@ class Database:
     """
 
     def __init__(
-        self, url: Secret, *, name: str = "staging", max_size: int = 4, timeout: float = 30.0
+        self,
+        url: Secret,
+        *,
+        name: str = "staging",
+        max_size: int = 4,
+        timeout: float | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         self.name = name
         self._url = url
         self._secrets = password_of(url.reveal())
+        self.role = role_of(url.reveal())
         shown = redact_url(url.reveal())
+        # libpq counts whole seconds and treats anything under 2 as 2.
+        seconds = max(2, round(connect_timeout))
+        # The longest a call waits for a connection, e.g. while the server is down.
+        wait = connect_timeout if timeout is None else timeout
         with translate_errors(
-            f"connecting to the {name} database at {shown}", secrets=self._secrets
+            f"connecting to the {name} database at {shown}", secrets=self._secrets, role=self.role
         ):
-            probe = psycopg.connect(
-                url.reveal(), connect_timeout=_CONNECT_TIMEOUT, **_connect_kwargs()
-            )
+            probe = psycopg.connect(url.reveal(), connect_timeout=seconds, **_connect_kwargs())
+            self.role = probe.info.user or self.role
             probe.close()
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = (
             psycopg_pool.ConnectionPool(
                 url.reveal(),
                 min_size=1,
                 max_size=max(1, max_size),
-                kwargs={**_connect_kwargs(), "connect_timeout": _CONNECT_TIMEOUT},
+                kwargs={**_connect_kwargs(), "connect_timeout": seconds},
                 open=False,
                 name=f"undecat-{name}",
-                timeout=timeout,  # longest wait for a connection (e.g. while the server is down)
+                timeout=wait,
                 # A connection that PgBouncer or the server dropped is replaced, not reused.
                 check=psycopg_pool.ConnectionPool.check_connection,
             )
         )
-        with translate_errors(f"opening the {name} pool at {shown}", secrets=self._secrets):
-            self._pool.open(wait=True, timeout=timeout)
+        with translate_errors(
+            f"opening the {name} pool at {shown}", secrets=self._secrets, role=self.role
+        ):
+            self._pool.open(wait=True, timeout=max(wait, seconds))
 
     def __repr__(self) -> str:
         return f"Database(name={self.name!r}, url={redact_url(self._url.reveal())!r})"
@@ -97,7 +186,7 @@ class Database:
     def transaction(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Yield a cursor inside one transaction (committed on success, rolled back on error)."""
         with (
-            translate_errors(what, secrets=self._secrets),
+            translate_errors(what, secrets=self._secrets, role=self.role),
             self._pool.connection() as conn,
             conn.transaction(),
             conn.cursor() as cur,
