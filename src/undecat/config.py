@@ -102,6 +102,10 @@ class Config:
     data_dir: Path = Path("data")
     lease_seconds: float = 3600.0
 
+    # Operations (health, metrics).
+    metrics_dir: Path | None = None
+    health_proxy_probe_url: str = "https://static.zara.net/"
+
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
         if self.s3_public_base_url:
@@ -169,6 +173,9 @@ class Config:
             dubai_zara_stores=env.int_list("DUBAI_ZARA_STORES"),
             data_dir=env.path("DATA_DIR") or Path("data"),
             lease_seconds=env.number("LEASE_SECONDS", float, 3600.0, minimum=1),
+            metrics_dir=env.path("UNDECAT_METRICS_DIR"),
+            health_proxy_probe_url=env.plain_url("HEALTH_PROXY_PROBE_URL", ("http", "https"))
+            or "https://static.zara.net/",
         )
 
 
