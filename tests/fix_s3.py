@@ -44,6 +44,9 @@ if TYPE_CHECKING:  # the stubs are a dev extra; the test extra runs without them
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key-0123456789"
+# An identity that may read and list but not write (a bucket "denied" to the writer).
+READONLY_ACCESS_KEY = "test-readonly-key"
+READONLY_SECRET_KEY = "test-readonly-secret-0123456789"
 _START_TIMEOUT = 30.0
 _GRPC_OFFSET = 10000
 
@@ -135,7 +138,14 @@ class SeaweedS3:
                             "name": "admin",
                             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
+                        },
+                        {
+                            "name": "reader",
+                            "credentials": [
+                                {"accessKey": READONLY_ACCESS_KEY, "secretKey": READONLY_SECRET_KEY}
+                            ],
+                            "actions": ["Read", "List"],
+                        },
                     ]
                 }
             )

@@ -141,9 +141,10 @@ def _bucket(config: Config, host: str, store: Any) -> str:
     if own:
         store = open_object_store(config)
     try:
-        key = f"{_PROBE_PREFIX}{host}-{uuid.uuid4().hex}.txt"
+        folder = f"{_PROBE_PREFIX}{host}-{uuid.uuid4().hex}"
+        key = f"{folder}/probe.txt"
         store.put(key, b"undecat health probe\n", "text/plain")
-        removed = store.delete_prefix(key)
+        removed = store.delete_prefix(folder)
         if removed < 1:
             raise UndecatError(
                 f"bucket {config.s3_bucket}: the probe {key} was written but not deleted"
