@@ -7,24 +7,25 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from undecat import cli
-from undecat.adapters.postgres import apply_migrations
-from undecat.adapters.postgres.embedded import EmbeddedPostgres
-from undecat.bootstrap import HOST_JOBS
-from undecat.config import Config
-from undecat.domain.health import JOB_PERIODS, Severity, exit_code, job_check, slack
-from undecat.ops.health import check_host
-from undecat.redact import Secret
 from tests.fix_db import PgServer
+from tests.fix_origin import Origin
 from tests.fix_proxy import ProxyServer
 from tests.fix_s3 import READONLY_ACCESS_KEY, READONLY_SECRET_KEY, S3Bucket
 from tests.fix_ximilar import COLLECTION, PREFIX, TOKEN, FakeXimilar
+from undecat import cli
+from undecat.adapters.postgres import Database, apply_migrations
+from undecat.adapters.postgres.embedded import EmbeddedPostgres
+from undecat.bootstrap import HOST_JOBS
+from undecat.config import Config
+from undecat.domain.health import JOB_PERIODS, CheckResult, Severity, exit_code, job_check, slack
+from undecat.ops.health import check_host
+from undecat.redact import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = ROOT / "deploy" / "systemd"
@@ -50,7 +51,7 @@ def _env(staging_dsn: str, bucket: S3Bucket, **extra: str) -> dict[str, str]:
     return {"STAGING_DB_URL": staging_dsn, **bucket.env(), **extra}
 
 
-def _by_name(checks: list) -> dict[str, object]:
+def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
     return {c.name: c for c in checks}
 
 
@@ -82,8 +83,6 @@ def test_every_job_of_every_host_has_a_period() -> None:
 
 def test_job_check_is_late_only_past_period_plus_slack() -> None:
     """A job is degraded exactly when its last success is older than period + slack."""
-    from datetime import UTC, datetime
-
     now = datetime(2026, 12, 6, 12, tzinfo=UTC)
     period = timedelta(minutes=15)
     allowed = period + slack(period)
@@ -100,7 +99,11 @@ def test_job_check_is_late_only_past_period_plus_slack() -> None:
 
 
 def test_healthy_collage_host_exits_0(
-    staging_db, staging_dsn: str, s3_bucket: S3Bucket, capsys, monkeypatch
+    staging_db: Database,
+    staging_dsn: str,
+    s3_bucket: S3Bucket,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Database migrated, grants present, bucket writable and jobs on time: exit 0, all ok."""
     _fresh_collage_runs(staging_dsn)
@@ -119,7 +122,11 @@ def test_healthy_collage_host_exits_0(
 
 
 def test_late_job_exits_1_degraded(
-    staging_db, staging_dsn: str, s3_bucket: S3Bucket, capsys, monkeypatch
+    staging_db: Database,
+    staging_dsn: str,
+    s3_bucket: S3Bucket,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """process_new last succeeded 2 hours ago (every 15 minutes): degraded, exit 1."""
     _fresh_collage_runs(staging_dsn)
@@ -175,7 +182,11 @@ def test_stopped_postgres_exits_2_down(s3_bucket: S3Bucket) -> None:
 
 
 def test_read_only_bucket_exits_2_down(
-    staging_db, staging_dsn: str, s3_bucket: S3Bucket, capsys, monkeypatch
+    staging_db: Database,
+    staging_dsn: str,
+    s3_bucket: S3Bucket,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Keys that may read but not write the bucket: the bucket check is down, exit 2."""
     _fresh_collage_runs(staging_dsn)
@@ -199,12 +210,12 @@ def test_missing_migration_is_down(empty_dsn: str, s3_bucket: S3Bucket) -> None:
     """A database that was never migrated cannot run the jobs: the migrations check is down."""
     config = Config.from_env({"STAGING_DB_URL": empty_dsn, **s3_bucket.env()})
     checks = _by_name(check_host(config, "collage"))
-    assert checks["migrations"].severity is Severity.DOWN  # type: ignore[attr-defined]
-    assert "undecat migrate" in checks["migrations"].detail  # type: ignore[attr-defined]
+    assert checks["migrations"].severity is Severity.DOWN
+    assert "undecat migrate" in checks["migrations"].detail
 
 
 def test_grants_are_checked_for_the_hosts_role(
-    staging_db, staging_dsn: str, pg_server: PgServer
+    staging_db: Database, staging_dsn: str, pg_server: PgServer
 ) -> None:
     """A login in the collage role has the collage host's grants, not the scraper host's."""
     login = f"collage_{uuid.uuid4().hex[:8]}"
@@ -219,13 +230,17 @@ def test_grants_are_checked_for_the_hosts_role(
     finally:
         with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
             conn.execute(f"DROP ROLE {login}")
-    assert collage["grants"].severity is Severity.OK  # type: ignore[attr-defined]
-    assert scraper["grants"].severity is Severity.DOWN  # type: ignore[attr-defined]
-    assert "raw_availability" in scraper["grants"].detail  # type: ignore[attr-defined]
+    assert collage["grants"].severity is Severity.OK
+    assert scraper["grants"].severity is Severity.DOWN
+    assert "raw_availability" in scraper["grants"].detail
 
 
 def test_proxy_answering_and_refusing(
-    staging_db, staging_dsn: str, s3_bucket: S3Bucket, proxy_server: ProxyServer, origin
+    staging_db: Database,
+    staging_dsn: str,
+    s3_bucket: S3Bucket,
+    proxy_server: ProxyServer,
+    origin: Origin,
 ) -> None:
     """Through the real proxy the probe is ok; with a wrong password (407) it is down."""
     origin.serve_default(None)  # any answer of the target will do: a 404 here
@@ -239,21 +254,21 @@ def test_proxy_answering_and_refusing(
     )
     ok = _by_name(check_host(good, "photo_downloader"))["proxy"]
     refused = _by_name(check_host(bad, "photo_downloader"))["proxy"]
-    assert ok.severity is Severity.OK, ok  # type: ignore[attr-defined]
-    assert refused.severity is Severity.DOWN, refused  # type: ignore[attr-defined]
-    assert "407" in refused.detail  # type: ignore[attr-defined]
-    assert "wrong-password-123" not in refused.detail  # type: ignore[attr-defined]
+    assert ok.severity is Severity.OK, ok
+    assert refused.severity is Severity.DOWN, refused
+    assert "407" in refused.detail
+    assert "wrong-password-123" not in refused.detail
 
 
-def test_proxy_unreachable_is_down(staging_db, staging_dsn: str, proxy_down: str) -> None:
+def test_proxy_unreachable_is_down(staging_db: Database, staging_dsn: str, proxy_down: str) -> None:
     """Nobody listening at PROXY_URL: the proxy check is down."""
     config = Config.from_env({"STAGING_DB_URL": staging_dsn, "PROXY_URL": proxy_down})
     checks = _by_name(check_host(config, "photo_downloader"))
-    assert checks["proxy"].severity is Severity.DOWN  # type: ignore[attr-defined]
+    assert checks["proxy"].severity is Severity.DOWN
 
 
 def test_ximilar_token_accepted_or_refused(
-    staging_db, staging_dsn: str, fake_ximilar: FakeXimilar
+    staging_db: Database, staging_dsn: str, fake_ximilar: FakeXimilar
 ) -> None:
     """The fake collection accepts the right token (ok) and refuses a wrong one (down)."""
 
@@ -270,6 +285,6 @@ def test_ximilar_token_accepted_or_refused(
 
     accepted = _by_name(check_host(config(TOKEN), "ximilar_sync"))["ximilar"]
     refused = _by_name(check_host(config("not-the-token-42"), "ximilar_sync"))["ximilar"]
-    assert accepted.severity is Severity.OK, accepted  # type: ignore[attr-defined]
-    assert refused.severity is Severity.DOWN, refused  # type: ignore[attr-defined]
-    assert "not-the-token-42" not in refused.detail  # type: ignore[attr-defined]
+    assert accepted.severity is Severity.OK, accepted
+    assert refused.severity is Severity.DOWN, refused
+    assert "not-the-token-42" not in refused.detail

@@ -40,13 +40,15 @@ def parse(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return samples
 
 
-def one(samples: dict, name: str, **labels: str) -> float:
+def one(
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str
+) -> float:
     """The value of the sample of ``name`` with exactly ``labels``."""
     return float(samples[name][tuple(sorted(labels.items()))])
 
 
 @pytest.fixture
-def env(
+def env(  # noqa: PLR0917  # pytest passes fixtures positionally
     staging_db: Database,
     staging_dsn: str,
     s3_bucket: S3Bucket,

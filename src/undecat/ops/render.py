@@ -156,7 +156,7 @@ def _legend(states: Iterable[str]) -> str:
 
 
 def _funnel_card(funnel: BrandFunnel) -> str:
-    width, bar, gap, label = 360, 18, 10, 60
+    width, bar, gap, label = 340, 18, 10, 80
     rows = [*FUNNEL_COLUMNS, "availability"]
     height = len(rows) * (bar + gap) + 4
     svg = [
