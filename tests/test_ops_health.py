@@ -55,30 +55,42 @@ def _by_name(checks: list[CheckResult]) -> dict[str, CheckResult]:
     return {c.name: c for c in checks}
 
 
-@pytest.mark.parametrize(("host", "job"), sorted(JOB_PERIODS))
-def test_job_periods_match_the_systemd_timers(host: str, job: str) -> None:
-    """The schedule health judges a job by is the period of that job's timer's OnCalendar."""
-    unit = f"undecat-{host.replace('_', '-')}-{job.replace('_', '-')}.timer"
-    calendar = re.search(r"^OnCalendar=(.+)$", (UNITS / unit).read_text(), re.M)
-    assert calendar is not None
-    expression = calendar.group(1).removesuffix(" UTC")
+def _period(expression: str) -> timedelta:
+    """The period of a systemd OnCalendar expression of the kinds our timers use."""
+    expression = expression.removesuffix(" UTC")
     if expression.startswith(("Mon ", "Tue ", "Wed ", "Thu ", "Fri ", "Sat ", "Sun ")):
-        period = timedelta(days=7)
-    elif m := re.fullmatch(r"\*-\*-\* \*:\d\d/(\d+):00", expression):
-        period = timedelta(minutes=int(m.group(1)))
-    elif re.fullmatch(r"\*-\*-\* \*:\d\d:00", expression):
-        period = timedelta(hours=1)
-    elif re.fullmatch(r"\*-\*-\* \d\d:\d\d:00", expression):
-        period = timedelta(days=1)
-    else:  # pragma: no cover  # a new kind of expression: teach this test
-        pytest.fail(f"{unit}: cannot read the period of {expression!r}")
-    assert JOB_PERIODS[host, job] == period
+        return timedelta(days=7)
+    if m := re.fullmatch(r"\*-\*-\* \*:\d\d/(\d+):00", expression):
+        return timedelta(minutes=int(m.group(1)))
+    if re.fullmatch(r"\*-\*-\* \*:\d\d:00", expression):
+        return timedelta(hours=1)
+    if re.fullmatch(r"\*-\*-\* \d\d:\d\d:00", expression):
+        return timedelta(days=1)
+    raise AssertionError(f"cannot read the period of {expression!r}: teach _period")
 
 
-def test_every_job_of_every_host_has_a_period() -> None:
-    """A job added to HOST_JOBS without a period here would never be reported late."""
+TIMERS = sorted(UNITS.glob("undecat-*.timer"))
+
+
+@pytest.mark.parametrize("timer", TIMERS, ids=[t.name for t in TIMERS])
+def test_job_periods_match_the_systemd_timers(timer: Path) -> None:
+    """The period health judges each timed job by is the period of its timer's OnCalendar."""
+    text = timer.read_text()
+    calendar = re.search(r"^OnCalendar=(.+)$", text, re.M)
+    unit = re.search(r"^Unit=undecat-(.+)@(.+)\.service$", text, re.M)
+    assert calendar is not None
+    assert unit is not None
+    host, job = unit.group(1).replace("-", "_"), unit.group(2)
+    period = _period(calendar.group(1))
+    assert JOB_PERIODS.get((host, job)) == period, (
+        f"add ({host!r}, {job!r}): {period!r} to undecat.domain.health.JOB_PERIODS"
+    )
+
+
+def test_every_period_belongs_to_a_job() -> None:
+    """JOB_PERIODS names only jobs that exist (a renamed job cannot keep a stale row)."""
     jobs = {(host, job) for host, names in HOST_JOBS.items() for job in names}
-    assert jobs <= set(JOB_PERIODS), sorted(jobs - set(JOB_PERIODS))
+    assert set(JOB_PERIODS) <= jobs, sorted(set(JOB_PERIODS) - jobs)
 
 
 def test_job_check_is_late_only_past_period_plus_slack() -> None:
