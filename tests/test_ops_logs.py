@@ -138,6 +138,7 @@ def test_progress_bar_shows_rate_and_eta() -> None:
     for claim in queue.claim("me", 10, timedelta(minutes=5)):
         queue.complete(claim, PhotosStored(image_urls=("https://s3.test/x.jpg",)))
     assert queue.claim("me", 10, timedelta(minutes=5)) == []
+    queue.close()
     drawn = out.getvalue()
     assert "5/5" in drawn
     assert "product/s" in drawn

@@ -221,3 +221,21 @@ def test_queue_depth_counts_per_stage_status_and_brand(staging_db: Database) -> 
     }
     assert depths[("download", "pending", "zara")] == 2
     assert depths[("sync", "pending", "zara")] == 2
+
+
+def test_a_terminal_run_draws_a_progress_bar(
+    env: dict[str, str],
+    staging_db: Database,
+    origin: Origin,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a terminal (progress on), the download run draws tqdm's bar over the stage's work."""
+    origin.serve("/p/1.jpg", Reply(body=rgb_jpeg()))
+    add_products(staging_db, {f"p-{n}": [origin.url("/p/1.jpg")] for n in range(4)})
+    with bootstrap(Config.from_env(env), progress=True) as jobs:
+        result = jobs.job("photo_downloader", "download_pending").run()
+    assert (result.status, result.records_new) == ("success", 4)
+    drawn = capsys.readouterr().err
+    assert "download" in drawn
+    assert "4/4" in drawn
+    assert "product/s" in drawn

@@ -153,7 +153,9 @@ class Resources:
                 if d.stage == stage and d.status == "pending"
             )
 
-        return ProgressQueue(queue, total)
+        bar = ProgressQueue(queue, total)
+        self._closers.append(bar.close)
+        return bar
 
     def ops_report(self) -> Any:
         """The status report and queue depths over the staging database."""

@@ -66,10 +66,7 @@ class ProgressQueue:
                 dynamic_ncols=True,
                 smoothing=0.1,
             )
-        claims = self._inner.claim(owner, limit, lease)
-        if not claims:
-            self.close()
-        return claims
+        return self._inner.claim(owner, limit, lease)
 
     def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
         """Extend through the wrapped queue."""
@@ -102,7 +99,11 @@ class ProgressQueue:
         return self._inner.requeue_failed()
 
     def close(self) -> None:
-        """Close the bar (idempotent)."""
+        """Close the bar (idempotent): the composition root does when the jobs are closed.
+
+        Not on the first empty claim: a job claims its next batch while the products of the
+        last one are still being finished.
+        """
         if self._bar is not None:
             self._bar.close()
 

@@ -39,18 +39,21 @@ _OTHER = "#495057"
 def render_text(report: Report) -> str:
     """The report as plain text lines (what ``undecat status`` prints)."""
     lines = [f"undecat status at {report.generated_at:%Y-%m-%d %H:%M:%S %Z}", ""]
-    header = f"{'brand':14} {'products':>8}"
+    widths = {column: [max(len(s), 7) for s in states] for column, states in FUNNEL_COLUMNS.items()}
+    groups, header = f"{'':23}", f"{'brand':14} {'products':>8}"
     for column, states in FUNNEL_COLUMNS.items():
-        header += "  " + " ".join(f"{column[:3]}:{state[:8]:>8}" for state in states)
-    header += f"  {'avail today':>11}"
-    lines += ["funnel (active products):", header]
+        span = sum(widths[column]) + len(states) - 1
+        groups += f"  {column:<{span}}"
+        header += "  " + " ".join(f"{s:>{w}}" for s, w in zip(states, widths[column], strict=True))
+    lines += ["funnel (active products):", groups + "  availability", header + "  today"]
     for funnel in report.funnels:
         row = f"{funnel.brand:14} {funnel.total:8d}"
         for column, states in FUNNEL_COLUMNS.items():
             row += "  " + " ".join(
-                f"{funnel.count(column, state):>{len(column[:3]) + 9}d}" for state in states
+                f"{funnel.count(column, s):>{w}d}"
+                for s, w in zip(states, widths[column], strict=True)
             )
-        row += f"  {funnel.coverage_today:10.0%}"
+        row += f"  {funnel.coverage_today:5.0%}"
         lines.append(row)
     if not report.funnels:
         lines.append("  (no products yet)")
