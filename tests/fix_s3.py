@@ -48,6 +48,9 @@ SECRET_KEY = "test-secret-key-0123456789"
 #: bucket of the source document allows no listing).
 NO_LIST_ACCESS_KEY = "test-no-list-key"
 NO_LIST_SECRET_KEY = "test-no-list-secret-0123456789"
+# An identity that may read and list but not write (a bucket "denied" to the writer).
+READONLY_ACCESS_KEY = "test-readonly-key"
+READONLY_SECRET_KEY = "test-readonly-secret-0123456789"
 _START_TIMEOUT = 30.0
 _GRPC_OFFSET = 10000
 
@@ -146,6 +149,13 @@ class SeaweedS3:
                                 {"accessKey": NO_LIST_ACCESS_KEY, "secretKey": NO_LIST_SECRET_KEY}
                             ],
                             "actions": ["Read", "Write"],
+                        },
+                        {
+                            "name": "reader",
+                            "credentials": [
+                                {"accessKey": READONLY_ACCESS_KEY, "secretKey": READONLY_SECRET_KEY}
+                            ],
+                            "actions": ["Read", "List"],
                         },
                     ]
                 }

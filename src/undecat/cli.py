@@ -2,11 +2,17 @@
 
     undecat migrate --database staging|production [--url URL]
     undecat run HOST JOB             (what runners/HOST.py JOB does)
-    undecat status                   (products by brand and status, latest runs)
+    undecat status [--html FILE]     (the funnel per brand, work, runs, errors; a web page)
+    undecat health [--host H] [--json]  (is each host able to run its jobs; exit 0/1/2)
+    runners/HOST.py health [--json]  (the same, for that host)
     undecat demo                     (the whole pipeline on embedded defaults)
 
 Exit codes: 0 the job did its work; 1 it failed (logged in ``scraper_logs``);
-2 bad configuration or usage (one line naming the problem).
+2 bad configuration or usage (one line naming the problem). ``health`` exits 0 healthy,
+1 degraded (a job late), 2 down (a dependency unreachable).
+
+Logs go to stdout: JSON lines when it is not a terminal (journald), readable lines when it
+is, secrets scrubbed either way.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from undecat.config import Config
 from undecat.domain.status import RunStatus
@@ -28,12 +35,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _log = logging.getLogger("undecat")
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(config: Config | None = None) -> None:
+    from undecat.adapters.logs import setup_logging  # noqa: PLC0415
+    from undecat.redact import secret_values  # noqa: PLC0415
+
+    setup_logging(secret_values(config) if config is not None else ())
 
 
 def _fail(message: str, config: Config | None = None) -> None:
@@ -47,8 +53,10 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     """Run one job of ``host`` (the runners' entry point); return the exit code."""
     from undecat.bootstrap import HOST_JOBS, bootstrap  # noqa: PLC0415
 
+    if list(argv)[:1] == ["health"]:
+        return _health_main([host], list(argv)[1:], prog=f"runners/{host}.py health")
     parser = argparse.ArgumentParser(
-        prog=f"runners/{host}.py", description=f"Run a job of the {host} host."
+        prog=f"runners/{host}.py", description=f"Run a job of the {host} host (or `health`)."
     )
     parser.add_argument("job", choices=HOST_JOBS.get(host, ()))
     args, extra = parser.parse_known_args(list(argv))
@@ -56,6 +64,7 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     config: Config | None = None
     try:
         config = Config.from_env()
+        _setup_logging(config)
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
     except ConfigError as exc:
@@ -90,28 +99,90 @@ def _migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _status(_: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database, PostgresRunRecorder, PostgresStatusReport  # noqa: PLC0415
+def _status(args: argparse.Namespace) -> int:
+    from undecat.adapters.postgres import Database  # noqa: PLC0415
+    from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
+    from undecat.ops.render import render_html, render_text  # noqa: PLC0415
 
     config = Config.from_env()
     if config.staging_db_url is None:
         raise ConfigError("STAGING_DB_URL is not set")
     with Database(config.staging_db_url, max_size=1) as db:
-        counts = PostgresStatusReport(db).status_counts()
-        runs = PostgresRunRecorder(db).recent(limit=10)
-    print(f"{'brand':14} {'image':14} {'ximilar':9} {'sync':8} {'count':>8}")  # noqa: T201
-    for row in counts:
-        print(  # noqa: T201
-            f"{row.brand:14} {row.image_status:14} {row.ximilar_status:9}"
-            f" {row.sync_status:8} {row.count:8d}"
-        )
-    print("\nlatest runs:")  # noqa: T201
-    for run in runs:
-        print(  # noqa: T201
-            f"  {run.started_at:%Y-%m-%d %H:%M} {run.scraper_name:32} {run.status:8}"
-            f" fetched={run.records_fetched} new={run.records_new} errors={run.records_errors}"
-        )
+        report = PostgresReport(db, max_attempts=config.max_retries).report()
+    print(render_text(report), end="")  # noqa: T201
+    if args.html:
+        report = _with_thumbnails(config, report)
+        path = Path(args.html)
+        try:
+            path.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        print(f"\nreport written to {path}")  # noqa: T201
     return EXIT_OK
+
+
+def _with_thumbnails(config: Config, report: Any) -> Any:
+    """The report with its collages' thumbnails embedded (none if the bucket is out of reach)."""
+    import attrs  # noqa: PLC0415
+
+    from undecat.adapters.imaging.thumbnail import embed_thumbnails  # noqa: PLC0415
+    from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
+
+    if not report.collages:
+        return report
+    try:
+        store = open_object_store(config)
+    except UndecatError as exc:
+        _log.warning("collage thumbnails left out: %s", exc)
+        return report
+    try:
+        return attrs.evolve(report, collages=embed_thumbnails(store, report.collages))
+    finally:
+        store.close()
+
+
+def _health_main(hosts: Sequence[str], argv: list[str], *, prog: str) -> int:
+    """Run the health checks of ``hosts``; print one line per check (or JSON); exit 0/1/2."""
+    import json  # noqa: PLC0415
+
+    from undecat.domain.health import exit_code  # noqa: PLC0415
+    from undecat.ops.health import check_host  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog=prog, description="Check that the host can work.")
+    parser.add_argument("--json", action="store_true", help="one JSON document")
+    args = parser.parse_args(argv)
+    _setup_logging()
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    _setup_logging(config)
+    results = {host: check_host(config, host) for host in hosts}
+    code = exit_code(check for checks in results.values() for check in checks)
+    if args.json:
+        document = {
+            "status": ("healthy", "degraded", "down")[code],
+            "exit_code": code,
+            "hosts": {host: [c.as_json() for c in checks] for host, checks in results.items()},
+        }
+        print(json.dumps(document, indent=2))  # noqa: T201
+        return code
+    for host, checks in results.items():
+        for check in checks:
+            print(f"{check.severity.label:8} {host:16} {check.name:28} {check.detail}")  # noqa: T201
+    print(("healthy", "degraded", "down")[code])  # noqa: T201
+    return code
+
+
+def _health(args: argparse.Namespace) -> int:
+    from undecat.bootstrap import HOST_JOBS  # noqa: PLC0415
+
+    hosts = args.host or list(HOST_JOBS)
+    unknown = [h for h in hosts if h not in HOST_JOBS]
+    if unknown:
+        raise ConfigError(f"unknown host {unknown[0]!r}; expected one of {', '.join(HOST_JOBS)}")
+    return _health_main(hosts, ["--json"] if args.json else [], prog="undecat health")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,8 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sql-dir", help="folder holding staging/ and production/ (default: ours)"
     )
     migrate.set_defaults(func=_migrate)
-    status = commands.add_parser("status", help="products by brand and status, latest runs")
+    status = commands.add_parser(
+        "status", help="the funnel per brand, leased work, last runs, common errors"
+    )
+    status.add_argument("--html", metavar="FILE", help="also write the report as a web page")
     status.set_defaults(func=_status)
+    health = commands.add_parser("health", help="check the hosts' dependencies and jobs")
+    health.add_argument(
+        "--host", action="append", help="check only this host (repeatable; default: all)"
+    )
+    health.add_argument("--json", action="store_true", help="one JSON document")
+    health.set_defaults(func=_health)
     # `demo` parses its own options (undecat.demo.main); listed here for --help.
     commands.add_parser("demo", help="the whole pipeline on embedded defaults (no credentials)")
     run = commands.add_parser("run", help="run one job of a host")

@@ -111,6 +111,9 @@ class Config:
     user_media_url_seconds: int = 900
     user_media_keep_location: bool = False
     user_media_erase_batch: int = 500
+    # Operations (health, metrics).
+    metrics_dir: Path | None = None
+    health_proxy_probe_url: str = "https://static.zara.net/"
 
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
@@ -195,6 +198,9 @@ class Config:
             user_media_erase_batch=env.number(
                 "USER_MEDIA_ERASE_BATCH", int, 500, minimum=1, maximum=1000
             ),
+            metrics_dir=env.path("UNDECAT_METRICS_DIR"),
+            health_proxy_probe_url=env.plain_url("HEALTH_PROXY_PROBE_URL", ("http", "https"))
+            or "https://static.zara.net/",
         )
 
 

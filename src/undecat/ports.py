@@ -23,6 +23,7 @@ from undecat.domain.models import (
     Store,
     UpsertResult,
 )
+from undecat.domain.report import QueueDepth, Report
 from undecat.domain.stages import Outcome, Stage
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "CatalogStore",
     "Clock",
     "FetchedPhoto",
+    "Metrics",
     "ObjectStore",
+    "OpsReport",
     "PhotoFetcher",
     "ProductionCatalog",
     "RunRecorder",
@@ -284,4 +287,32 @@ class ProductionCatalog(Protocol):
 
     def upsert(self, products: Sequence[Product]) -> int:
         """Write verified products into production; return how many rows changed."""
+        ...
+
+
+class Metrics(Protocol):
+    """Told when each run starts and ends (the Prometheus text file of the run).
+
+    Raises only :class:`~undecat.errors.UndecatError`; the run log path logs such a failure
+    and carries on: metrics never fail a run.
+    """
+
+    def run_started(self, scraper_name: str) -> None:
+        """A run of ``scraper_name`` starts now."""
+        ...
+
+    def run_finished(self, scraper_name: str, result: RunResult) -> None:
+        """The run of ``scraper_name`` ended with ``result`` (logged or not)."""
+        ...
+
+
+class OpsReport(Protocol):
+    """What the operators look at: the status report and the queue depths."""
+
+    def report(self, *, collages: int = 12) -> Report:
+        """Return the funnel, the leased work, the runs, the errors and the newest collages."""
+        ...
+
+    def queue_depth(self) -> list[QueueDepth]:
+        """Return the products waiting per stage, status (pending / error) and brand."""
         ...

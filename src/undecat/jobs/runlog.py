@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
 from undecat.domain.models import RunResult
 from undecat.domain.status import RunStatus
 from undecat.errors import UndecatError
-from undecat.ports import RunRecorder
+from undecat.ports import Metrics, RunRecorder
 
 __all__ = ["Job", "logged"]
 
@@ -24,19 +24,29 @@ class Job:
     scraper_name: str
     work: Callable[[], RunResult] = attrs.field(repr=False)
     recorder: RunRecorder = attrs.field(repr=False)
+    observers: Sequence[Metrics] = attrs.field(default=(), repr=False)
 
     def run(self) -> RunResult:
         """Run the job once and return its (logged) result."""
-        return logged(self.recorder, self.scraper_name, self.work)
+        return logged(self.recorder, self.scraper_name, self.work, observers=self.observers)
 
 
-def logged(recorder: RunRecorder, scraper_name: str, work: Callable[[], RunResult]) -> RunResult:
+def logged(
+    recorder: RunRecorder,
+    scraper_name: str,
+    work: Callable[[], RunResult],
+    *,
+    observers: Sequence[Metrics] = (),
+) -> RunResult:
     """Run ``work`` inside an open ``scraper_logs`` row and close the row with its result.
 
     An :class:`~undecat.errors.UndecatError` escaping ``work`` is the run failing: it is
     logged as ``failed`` with its message and returned as the result, never raised. Any other
-    exception is logged as ``failed`` too, then re-raised (it is a bug).
+    exception is logged as ``failed`` too, then re-raised (it is a bug). ``observers`` (the
+    metrics) are told of the start and the end, even of a run whose log could not be opened.
     """
+    if observers:
+        return _observed(observers, scraper_name, lambda: logged(recorder, scraper_name, work))
     run = recorder.start(scraper_name)
     _log.info("%s: started (run log %s)", scraper_name, run.id)
     try:
@@ -65,4 +75,27 @@ def logged(recorder: RunRecorder, scraper_name: str, work: Callable[[], RunResul
         result.records_updated,
         result.records_errors,
     )
+    return result
+
+
+def _observed(
+    observers: Sequence[Metrics], scraper_name: str, run: Callable[[], RunResult]
+) -> RunResult:
+    """Tell ``observers`` that the run starts and how it ended; their failures are logged."""
+
+    def tell(event: Callable[[Metrics], None]) -> None:
+        for observer in observers:
+            try:
+                event(observer)
+            except UndecatError as exc:
+                _log.warning("%s: metrics not written: %s", scraper_name, exc)
+
+    tell(lambda observer: observer.run_started(scraper_name))
+    try:
+        result = run()
+    except UndecatError as exc:  # the run log itself could not be opened (database down)
+        failed = RunResult(status=RunStatus.FAILED, error_message=f"{type(exc).__name__}: {exc}")
+        tell(lambda observer: observer.run_finished(scraper_name, failed))
+        raise
+    tell(lambda observer: observer.run_finished(scraper_name, result))
     return result

@@ -1,0 +1,59 @@
+"""Is the proxy answering? One HEAD request through ``PROXY_URL`` (``undecat health``).
+
+The proxy is healthy when a request through it reaches the target and any HTTP answer comes
+back (even a 404: the target answered). A refused connection, a timeout, or the proxy's own
+``407`` (credentials refused) or ``5xx`` (it could not reach the target) is an outage.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import urllib3
+from urllib3.util import make_headers
+
+from undecat.errors import ProxyError
+from undecat.redact import Secret, redact_text, redact_url
+
+__all__ = ["probe_proxy"]
+
+_PROXY_STATUSES = (407, 502, 503, 504)
+
+
+def probe_proxy(proxy_url: Secret, target: str, *, timeout: float = 10.0) -> str:
+    """Send HEAD ``target`` through the proxy; return a line saying what answered.
+
+    Raises :class:`~undecat.errors.ProxyError` when the proxy is unreachable, refuses the
+    credentials or cannot reach the target.
+    """
+    raw = proxy_url.reveal()
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    headers = {}
+    secrets: tuple[str, ...] = (raw,)
+    if parts.username is not None:
+        password = unquote(parts.password or "")
+        secrets = (raw, password) if password else secrets
+        headers = make_headers(proxy_basic_auth=f"{unquote(parts.username)}:{password}")
+    shown = redact_url(raw)
+    manager = urllib3.ProxyManager(
+        f"{parts.scheme}://{host}:{port}",
+        proxy_headers=headers,
+        retries=False,
+        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+    )
+    try:
+        answer = manager.request("HEAD", target, redirect=False, preload_content=True)
+    except urllib3.exceptions.HTTPError as exc:
+        reason = redact_text(str(exc), secrets)
+        raise ProxyError(f"proxy {shown} did not answer for {target}: {reason}") from exc
+    finally:
+        manager.clear()
+    if answer.status == 407:
+        raise ProxyError(f"proxy {shown} refused the credentials (407)")
+    if answer.status in _PROXY_STATUSES:
+        raise ProxyError(f"proxy {shown} could not reach {target} (HTTP {answer.status})")
+    return f"proxy {shown} answered: {target} gave HTTP {answer.status}"

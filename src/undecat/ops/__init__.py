@@ -1,0 +1,1 @@
+"""Operations: ``undecat health`` checks and the status report's rendering."""
