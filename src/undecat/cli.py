@@ -20,7 +20,7 @@ from pathlib import Path
 from undecat.config import Config
 from undecat.domain.status import RunStatus
 from undecat.errors import ConfigError, UndecatError
-from undecat.redact import Secret, redact_text
+from undecat.redact import RedactingFilter, Secret, redact_text
 
 __all__ = ["main", "run_host"]
 
@@ -34,6 +34,20 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Every line is redacted on its way out, whoever logged it (issue 18 item 9).
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def _redact_logs_of(config: Config) -> None:
+    """Let the log filter also scrub the configuration's secret values."""
+    from undecat.redact import secret_values  # noqa: PLC0415
+
+    for handler in logging.getLogger().handlers:
+        for log_filter in handler.filters:
+            if isinstance(log_filter, RedactingFilter):
+                log_filter.secrets = secret_values(config)
 
 
 def _fail(message: str, config: Config | None = None) -> None:
@@ -56,6 +70,7 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     config: Config | None = None
     try:
         config = Config.from_env()
+        _redact_logs_of(config)
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
     except ConfigError as exc:
