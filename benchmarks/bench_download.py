@@ -28,6 +28,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trustme
 from tests.download_fakes import download_queue
@@ -106,7 +107,8 @@ def _run(
     fetcher = ProxyPhotoFetcher(
         FetchSettings(
             proxy_url=Secret(proxy),
-            allowed_hosts=("localhost",),
+            allowed_hosts=(urlsplit(base).netloc,),
+            http_hosts=(urlsplit(base).netloc,),
             ca_bundle=ca,
             concurrency=concurrency,
             delay_min=delay[0],

@@ -204,3 +204,19 @@ def test_api_tokens_go_only_over_https(name: str) -> None:
     for loopback in ("http://127.0.0.1:8080", "http://[::1]:9", "http://localhost:1"):
         assert Config.from_env({name: loopback})
     assert Config.from_env({name: "https://api.example.com"})
+
+
+def test_photo_host_lists_take_host_or_host_port() -> None:
+    """ALLOWED_PHOTO_HOSTS / ALLOWED_PHOTO_HTTP_HOSTS take host or host:port; http is opt-in."""
+    assert Config.from_env({}).allowed_photo_http_hosts == ()
+    config = Config.from_env(
+        {
+            "ALLOWED_PHOTO_HOSTS": "cdn.example:8443, static.zara.net",
+            "ALLOWED_PHOTO_HTTP_HOSTS": "img.example",
+        }
+    )
+    assert config.allowed_photo_hosts == ("cdn.example:8443", "static.zara.net")
+    assert config.allowed_photo_http_hosts == ("img.example",)
+    for bad in ("http://cdn.example", "cdn.example/x", "user@cdn.example", "cdn.example:port"):
+        with pytest.raises(ConfigError, match="ALLOWED_PHOTO_HTTP_HOSTS must list host names"):
+            Config.from_env({"ALLOWED_PHOTO_HTTP_HOSTS": bad})

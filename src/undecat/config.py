@@ -71,6 +71,8 @@ class Config:
     download_delay_max: float = 2.0
     backoff_schedule: tuple[float, ...] = (5.0, 15.0, 45.0)
     allowed_photo_hosts: tuple[str, ...] = DEFAULT_ALLOWED_PHOTO_HOSTS
+    # Hosts (host or host:port) whose photos may come over plain http; none by default.
+    allowed_photo_http_hosts: tuple[str, ...] = ()
     max_photo_bytes: int = 25 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     photos_per_product: int = 5
@@ -147,7 +149,8 @@ class Config:
             download_delay_min=delay_min,
             download_delay_max=delay_max,
             backoff_schedule=env.float_list("BACKOFF_SCHEDULE", (5.0, 15.0, 45.0)),
-            allowed_photo_hosts=env.word_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
+            allowed_photo_hosts=env.host_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
+            allowed_photo_http_hosts=env.host_list("ALLOWED_PHOTO_HTTP_HOSTS", ()),
             max_photo_bytes=env.number("MAX_PHOTO_BYTES", int, 25 * 1024 * 1024, minimum=1),
             max_photo_pixels=env.number("MAX_PHOTO_PIXELS", int, 40_000_000, minimum=1),
             s3_endpoint=env.endpoint("S3_ENDPOINT"),
@@ -248,6 +251,19 @@ class _Env:
             raise ConfigError(f"{name} must list at least one host name")
         return words
 
+    def host_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated ``host`` or ``host:port`` entries (photo allow-lists)."""
+        if self.text(name) is None:
+            return default
+        words = self.word_list(name, default)
+        for word in words:
+            if any(ch in word for ch in "/@?#") or not _HOST_ENTRY.fullmatch(word):
+                raise ConfigError(
+                    f"{name} must list host names or host:port, like 'static.zara.net,"
+                    f" cdn.example:8443', got {word!r}"
+                )
+        return words
+
     def path(self, name: str, *, must_exist: bool = False) -> Path | None:
         raw = self.text(name)
         if raw is None:
@@ -310,6 +326,8 @@ class _Env:
                 )
         return url
 
+
+_HOST_ENTRY = re.compile(r"(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?")
 
 #: What RFC 3986 allows unencoded in userinfo: unreserved, sub-delims, ":" and %XX escapes.
 _USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*")
