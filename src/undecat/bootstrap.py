@@ -416,6 +416,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                     lease=resources.lease(),
                     batch_size=config.batch_size,
                     dry_run=bool(getattr(visual_index, "dry_run", False)),
+                    photo_base=config.public_base_url(),
                 ),
                 recorder=resources.recorder(),
             )
