@@ -16,7 +16,8 @@
 --
 -- Extending (a later migration): a new status value or stage transition is one INSERT INTO
 -- stage_transitions; a new status column is one more line in raw_products_stage_guard()
--- below; a new writable column is one GRANT.
+-- and in the WHEN clause of trg_raw_products_stage_guard_update below; a new writable
+-- column is one GRANT.
 
 -- 1. The reporting role: reads everything, writes nothing.
 DO $$
@@ -135,9 +136,29 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER trg_raw_products_stage_guard
-    AFTER INSERT OR UPDATE ON raw_products
-    FOR EACH ROW EXECUTE FUNCTION raw_products_stage_guard();
+-- The WHEN clauses keep the common case free: a row created as new work, or an update that
+-- moves no status (a lease, a catalog field), queues no trigger call at all. They repeat
+-- the checks of the function, which decides whether the writer is held to them.
+CREATE TRIGGER trg_raw_products_stage_guard_insert
+    AFTER INSERT ON raw_products
+    FOR EACH ROW
+    WHEN (NEW.image_status IS DISTINCT FROM 'pending'
+          OR NEW.ximilar_status IS DISTINCT FROM 'pending'
+          OR NEW.sync_status IS DISTINCT FROM 'pending'
+          OR NEW.index_scope IS DISTINCT FROM 'off'
+          OR NEW.image_urls IS NOT NULL
+          OR NEW.collage_url IS NOT NULL
+          OR NEW.ximilar_synced_urls IS DISTINCT FROM '[]'::jsonb
+          OR NEW.ximilar_record_ids IS DISTINCT FROM '[]'::jsonb
+          OR NEW.delisted_at IS NOT NULL)
+    EXECUTE FUNCTION raw_products_stage_guard();
+CREATE TRIGGER trg_raw_products_stage_guard_update
+    AFTER UPDATE ON raw_products
+    FOR EACH ROW
+    WHEN (OLD.image_status IS DISTINCT FROM NEW.image_status
+          OR OLD.ximilar_status IS DISTINCT FROM NEW.ximilar_status
+          OR OLD.sync_status IS DISTINCT FROM NEW.sync_status)
+    EXECUTE FUNCTION raw_products_stage_guard();
 
 -- 4. Run logs belong to their writer.
 ALTER TABLE scraper_logs ADD COLUMN db_role TEXT NOT NULL DEFAULT current_user;
