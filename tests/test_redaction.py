@@ -140,9 +140,9 @@ def test_config_repr_masks_every_url(name: str, value: str) -> None:
 
 
 def test_fetcher_repr_masks_the_proxy_password() -> None:
-    """repr() of the fetcher shows no proxy password."""
+    """repr() of the fetcher shows no part of a proxy password, an unencoded @ in it too."""
     settings = FetchSettings(
-        proxy_url=Secret(f"http://customer:{SECRET}@127.0.0.1:9"),
+        proxy_url=Secret(f"http://customer:p@{SECRET}@127.0.0.1:9"),
         allowed_hosts=("static.zara.net",),
     )
     fetcher = ProxyPhotoFetcher(settings, clock=SystemClock())

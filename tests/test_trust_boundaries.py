@@ -325,6 +325,8 @@ def test_reporter_reads_every_run_and_writes_nothing(dsn: dict[str, str], clean:
             "INSERT INTO scraper_logs (scraper_name, status, started_at)"
             " VALUES ('x', 'running', now())",
             "UPDATE raw_products SET image_status = 'error'",
+            "DELETE FROM scraper_logs",
+            "TRUNCATE raw_products",
         ):
             with pytest.raises(errors.InsufficientPrivilege):
                 conn.execute(statement)  # test statements
