@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import trustme
 from tests.download_fakes import download_queue
@@ -110,7 +111,8 @@ def _run(
     fetcher = ProxyPhotoFetcher(
         FetchSettings(
             proxy_url=Secret(proxy),
-            allowed_hosts=("localhost",),
+            allowed_hosts=(urlsplit(base).netloc,),
+            http_hosts=(urlsplit(base).netloc,),
             ca_bundle=ca,
             concurrency=concurrency,
             delay_min=delay[0],

@@ -44,6 +44,8 @@ class Reply:
     chunk: int = 64 * 1024
     length: bool = True  # send Content-Length (else the body ends when the connection closes)
     gate: threading.Event | None = None  # answer only once this is set (at most 30 s)
+    # Send these bytes as the whole answer (status line included), ``trickle`` s apart.
+    raw: tuple[bytes, ...] = ()
 
 
 class Origin:
@@ -79,6 +81,16 @@ class Origin:
     def https_port(self) -> int:
         """The port of the HTTPS listener."""
         return int(self._https.server_address[1])
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """ALLOWED_PHOTO_HOSTS admitting this origin's HTTPS listener (a non-default port)."""
+        return (f"{ORIGIN_HOST}:{self.https_port}",)
+
+    @property
+    def http_hosts(self) -> tuple[str, ...]:
+        """ALLOWED_PHOTO_HTTP_HOSTS admitting this origin's plain-HTTP listener."""
+        return (f"{ORIGIN_HOST}:{self.http_port}",)
 
     def url(self, path: str, *, tls: bool = False, host: str = ORIGIN_HOST) -> str:
         """The URL of ``path`` on this origin."""
@@ -188,6 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Done "in flight" before answering: the client's slot is held until it has read the
         # answer, so this count can never exceed the client's concurrency by a race.
         self.server.origin._done()
+        if reply.raw:
+            self.close_connection = True
+            for n, piece in enumerate(reply.raw):
+                if n and reply.trickle:
+                    time.sleep(reply.trickle)
+                self.wfile.write(piece)
+                self.wfile.flush()
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)

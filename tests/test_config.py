@@ -147,3 +147,76 @@ def test_redact_url_hides_any_password(user: str, password: str) -> None:
     shown = redact_url(url)
     assert shown == f"http://{user}:***@proxy.example:8080/path"
     assert repr(Secret(password)) == "Secret('***')"
+
+
+@pytest.mark.parametrize("odd", ["p/ss", "p#ss", "p?ss", "p@ss", "p ss", "p[ss"])
+@pytest.mark.parametrize("name", ["PROXY_URL", "STAGING_DB_URL", "PRODUCTION_DB_URL"])
+def test_unencoded_reserved_characters_in_a_password_are_refused_unechoed(
+    name: str, odd: str
+) -> None:
+    """A password with a raw / # ? @ (or space, [) is refused, saying to percent-encode it."""
+    scheme = "http" if name == "PROXY_URL" else "postgresql"
+    secret = f"Zq{odd}9w"
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({name: f"{scheme}://user:{secret}@host.example:3128/db"})
+    message = str(caught.value)
+    assert message.startswith(name)
+    assert "percent-encoded" in message
+    for part in ("Zq", "9w", secret):
+        assert part not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["http://user:Zq9w@h:notaport", "http://[user:Zq9w@h", "ftp://user:Zq9w@h"]
+)
+def test_a_url_that_does_not_parse_is_never_echoed(value: str) -> None:
+    """The error names the variable only: neither the URL nor its password is printed."""
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"PROXY_URL": value})
+    assert "Zq9w" not in str(caught.value)
+    assert str(caught.value).startswith("PROXY_URL")
+
+
+def test_percent_encoded_passwords_are_accepted_and_masked() -> None:
+    """A password written with %XX escapes is accepted; repr() masks it whole."""
+    config = Config.from_env({"PROXY_URL": "http://user:p%40ss%2Fw@proxy.example:3128"})
+    assert "p%40ss" not in repr(config)
+    assert "user:***@proxy.example:3128" in repr(config)
+    assert "p@ss/w" in secret_values(config)
+
+
+def test_sslpassword_in_a_dsn_is_masked() -> None:
+    """sslpassword= in a database URL's query is masked in repr() and by redact_url."""
+    config = Config.from_env(
+        {"STAGING_DB_URL": "postgresql://u:pw1@db/x?sslmode=verify-full&sslpassword=k3y-pass"}
+    )
+    assert "k3y-pass" not in repr(config)
+    assert "k3y-pass" not in redact_url("host=db sslpassword=k3y-pass user=u")
+
+
+@pytest.mark.parametrize("name", ["XIMILAR_API_URL", "APIFY_API_URL"])
+def test_api_tokens_go_only_over_https(name: str) -> None:
+    """http:// API URLs are refused unless the host is loopback (tokens never in clear)."""
+    with pytest.raises(ConfigError, match=f"{name} must be https://"):
+        Config.from_env({name: "http://api.example.com"})
+    with pytest.raises(ConfigError, match=f"{name} must be https://"):
+        Config.from_env({name: "http://10.0.0.5:8080"})
+    for loopback in ("http://127.0.0.1:8080", "http://[::1]:9", "http://localhost:1"):
+        assert Config.from_env({name: loopback})
+    assert Config.from_env({name: "https://api.example.com"})
+
+
+def test_photo_host_lists_take_host_or_host_port() -> None:
+    """ALLOWED_PHOTO_HOSTS / ALLOWED_PHOTO_HTTP_HOSTS take host or host:port; http is opt-in."""
+    assert Config.from_env({}).allowed_photo_http_hosts == ()
+    config = Config.from_env(
+        {
+            "ALLOWED_PHOTO_HOSTS": "cdn.example:8443, static.zara.net",
+            "ALLOWED_PHOTO_HTTP_HOSTS": "img.example",
+        }
+    )
+    assert config.allowed_photo_hosts == ("cdn.example:8443", "static.zara.net")
+    assert config.allowed_photo_http_hosts == ("img.example",)
+    for bad in ("http://cdn.example", "cdn.example/x", "user@cdn.example", "cdn.example:port"):
+        with pytest.raises(ConfigError, match="ALLOWED_PHOTO_HTTP_HOSTS must list host names"):
+            Config.from_env({"ALLOWED_PHOTO_HTTP_HOSTS": bad})

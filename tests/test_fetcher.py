@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 import threading
 import time
@@ -29,7 +30,9 @@ MakeFetcher = Callable[..., ProxyPhotoFetcher]
 
 
 @pytest.fixture
-def make_fetcher(proxy_server: ProxyServer, origin_ca: Path) -> Iterator[MakeFetcher]:
+def make_fetcher(
+    proxy_server: ProxyServer, origin_ca: Path, origin_server: Origin
+) -> Iterator[MakeFetcher]:
     """Build fetchers through the session proxy (closed after the test)."""
     made: list[ProxyPhotoFetcher] = []
 
@@ -38,7 +41,8 @@ def make_fetcher(proxy_server: ProxyServer, origin_ca: Path) -> Iterator[MakeFet
     ) -> ProxyPhotoFetcher:
         settings: dict[str, Any] = {
             "proxy_url": Secret(proxy or proxy_server.url),
-            "allowed_hosts": ("localhost",),
+            "allowed_hosts": origin_server.allowed_hosts,
+            "http_hosts": origin_server.http_hosts,
             "ca_bundle": origin_ca,
             "timeout": 5.0,
             "backoff": (5.0, 15.0, 45.0),
@@ -316,9 +320,11 @@ def test_origin_down_behind_a_working_proxy_fails_the_photo(
     """When the proxy answers but cannot reach the origin (502), the photo fails, no outage."""
     from undecat.adapters.postgres.embedded import free_port  # noqa: PLC0415
 
-    url = f"{'https' if tls else 'http'}://localhost:{free_port()}/p/1.jpg"
+    port = free_port()
+    url = f"{'https' if tls else 'http'}://localhost:{port}/p/1.jpg"
+    fetcher = make_fetcher(allowed_hosts=(f"localhost:{port}",), http_hosts=(f"localhost:{port}",))
     with pytest.raises(PhotoError, match="502 bad gateway"):
-        make_fetcher().fetch(url, deadline=FAR)
+        fetcher.fetch(url, deadline=FAR)
 
 
 def test_requests_in_flight_never_exceed_the_limit(
@@ -363,3 +369,107 @@ def _seconds(n: float) -> Any:
     from datetime import timedelta  # noqa: PLC0415
 
     return timedelta(seconds=n)
+
+
+# --- issue 16 items 1 and 5: one absolute deadline; no decoding -----------------------------
+
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"
+
+
+def _bytewise(data: bytes) -> tuple[bytes, ...]:
+    return tuple(data[i : i + 1] for i in range(len(data)))
+
+
+def _chunked_slowly(body: bytes) -> tuple[bytes, ...]:
+    """Headers at once, then each chunk's size line one byte at a time."""
+    pieces: list[bytes] = [_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"]
+    for byte in body:
+        pieces.extend(_bytewise(b"0000001\r\n"))  # a long-winded chunk-size line
+        pieces.append(bytes([byte]) + b"\r\n")
+    pieces.append(b"0\r\n\r\n")
+    return tuple(pieces)
+
+
+TRICKLES = {
+    # ~60 bytes of status line and headers, one every 0.1 s: 6 s in all.
+    "slow headers": (*_bytewise(_HEAD + b"Content-Length: 4\r\n\r\n"), b"\xff\xd8\xff\xd9"),
+    # Every chunk-size line sent a byte at a time: each read returns something, never idles.
+    "slow chunk lines": _chunked_slowly(JPEG[:16]),
+    # A declared body, one byte every 0.1 s.
+    "slow body": (_HEAD + b"Content-Length: 80\r\n\r\n", *_bytewise(JPEG[:80])),
+}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+@pytest.mark.parametrize("pieces", TRICKLES.values(), ids=TRICKLES.keys())
+def test_a_trickling_origin_cannot_hold_a_fetch_past_its_deadline(
+    make_fetcher: MakeFetcher, origin: Origin, pieces: tuple[bytes, ...], tls: bool
+) -> None:
+    """Headers, chunk lines or body sent a byte every 0.1 s fail the photo at DOWNLOAD_TIMEOUT."""
+    origin.serve("/p/trickle.jpg", Reply(raw=pieces, trickle=0.1))
+    fetcher = make_fetcher(clock=SystemClock(), timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(PhotoError, match="too slow"):
+        fetcher.fetch(origin.url("/p/trickle.jpg", tls=tls), deadline=time.monotonic() + 60)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.5, f"the fetch took {elapsed:.1f} s against a 1 s limit"
+
+
+def test_a_trickle_within_the_deadline_still_arrives(
+    make_fetcher: MakeFetcher, origin: Origin
+) -> None:
+    """A slow but timely answer (chunked, a few pieces) is fetched whole."""
+    origin.serve("/p/ok.jpg", Reply(raw=_chunked_slowly(JPEG[:3]), trickle=0.01))
+    fetcher = make_fetcher(clock=SystemClock(), timeout=5.0)
+    photo = fetcher.fetch(origin.url("/p/ok.jpg"), deadline=time.monotonic() + 60)
+    assert photo.content == JPEG[:3]
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """About 200 KB of gzip that inflates to 200 MB."""
+    return gzip.compress(bytes(200 * 1024 * 1024), compresslevel=9)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_gzip_bomb_is_refused_before_its_body_is_read(
+    make_fetcher: MakeFetcher, origin: Origin, gzip_bomb: bytes, tls: bool
+) -> None:
+    """A Content-Encoding other than identity is refused unread, whatever urllib3 would decode."""
+    headers = {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}
+    origin.serve("/p/bomb.jpg", Reply(body=gzip_bomb, headers=headers))
+    started = time.process_time()
+    with pytest.raises(PhotoError, match="Content-Encoding gzip; only identity"):
+        make_fetcher(max_bytes=300 * 1024 * 1024).fetch(
+            origin.url("/p/bomb.jpg", tls=tls), deadline=FAR
+        )
+    assert time.process_time() - started < 1.0
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "br", "zstd", "identity, gzip", "x-unknown"])
+def test_every_other_content_encoding_is_refused(
+    make_fetcher: MakeFetcher, origin: Origin, encoding: str
+) -> None:
+    """Any coding but identity is refused, named in the error."""
+    origin.serve("/p/enc.jpg", Reply(body=JPEG, headers={"Content-Encoding": encoding}))
+    with pytest.raises(PhotoError, match="only identity is accepted"):
+        make_fetcher().fetch(origin.url("/p/enc.jpg"), deadline=FAR)
+
+
+def test_identity_encoding_is_accepted(make_fetcher: MakeFetcher, origin: Origin) -> None:
+    """Content-Encoding: identity (what we ask for) is a plain body."""
+    origin.serve("/p/id.jpg", Reply(body=JPEG, headers={"Content-Encoding": "identity"}))
+    assert make_fetcher().fetch(origin.url("/p/id.jpg"), deadline=FAR).content == JPEG
+
+
+def test_plain_http_and_other_ports_are_refused_unless_configured(
+    make_fetcher: MakeFetcher, origin: Origin
+) -> None:
+    """Without the host:port entries the origin's http and non-default https ports are refused."""
+    origin.serve("/p/1.jpg", Reply(body=JPEG))
+    fetcher = make_fetcher(allowed_hosts=("localhost",), http_hosts=())
+    with pytest.raises(PhotoError, match="plain http from localhost is refused"):
+        fetcher.fetch(origin.url("/p/1.jpg"), deadline=FAR)
+    with pytest.raises(PhotoError, match=f"port {origin.https_port} of localhost"):
+        fetcher.fetch(origin.url("/p/1.jpg", tls=True), deadline=FAR)
+    assert origin.hits["/p/1.jpg"] == 0

@@ -56,16 +56,48 @@ _HOSTS = AllowedHosts(["static.zara.net", "Static.Oysho.NET."])
 
 @given(
     st.sampled_from(["static.zara.net", "STATIC.ZARA.NET", "static.oysho.net", "static.zara.net."]),
-    st.sampled_from(["http", "https", "HTTPS"]),
-    st.none() | st.integers(1, 65535),
+    st.sampled_from(["https", "HTTPS"]),
+    st.sampled_from(["", ":443"]),
     st.text("abcdefghij/_-.", max_size=30),
 )
-def test_allowed_hosts_admit_http_urls_of_their_hosts(
-    host: str, scheme: str, port: int | None, path: str
+def test_allowed_hosts_admit_https_urls_of_their_hosts(
+    host: str, scheme: str, port: str, path: str
 ) -> None:
-    """http(s) URLs on an allowed host (any case, trailing dot, any port) are admitted as given."""
-    url = f"{scheme}://{host}{'' if port is None else f':{port}'}/{path}"
+    """URLs over https on the default port of an allowed host (any case, dot) are admitted."""
+    url = f"{scheme}://{host}{port}/{path}"
     assert _HOSTS.check(url) == url
+
+
+@given(st.integers(1, 65535).filter(lambda p: p != 443))
+def test_other_ports_of_an_allowed_host_are_refused(port: int) -> None:
+    """An allowed host on any port but 443 (``:22``, ``:8443``) is refused by default."""
+    with pytest.raises(PhotoError, match=rf"port {port} of static\.zara\.net is not allowed"):
+        _HOSTS.check(f"https://static.zara.net:{port}/p.jpg")
+
+
+@pytest.mark.parametrize("port", ["", ":80", ":8080"])
+def test_plain_http_is_refused_by_default(port: str) -> None:
+    """http:// photo URLs are refused unless ALLOWED_PHOTO_HTTP_HOSTS lists the host."""
+    with pytest.raises(PhotoError, match=r"plain http from static\.zara\.net is refused"):
+        _HOSTS.check(f"http://static.zara.net{port}/p.jpg")
+
+
+def test_http_and_ports_are_allowed_per_host_by_configuration() -> None:
+    """host:port entries admit that port; ALLOWED_PHOTO_HTTP_HOSTS admits http for its hosts."""
+    hosts = AllowedHosts(["cdn.example:8443", "static.zara.net"], ["img.example", "[::1]:8080"])
+    assert hosts.check("https://cdn.example:8443/a.jpg")
+    assert hosts.check("http://img.example/a.jpg")
+    assert hosts.check("http://img.example:80/a.jpg")
+    assert hosts.check("http://[::1]:8080/a.jpg")
+    for refused in (
+        "https://cdn.example/a.jpg",  # 443 is not the listed port
+        "http://cdn.example:8443/a.jpg",  # that port, but not over http
+        "http://img.example:8080/a.jpg",
+        "http://static.zara.net/a.jpg",
+        "http://[::1]:22/a.jpg",
+    ):
+        with pytest.raises(PhotoError):
+            hosts.check(refused)
 
 
 @given(st.sampled_from(["file", "ftp", "gopher", "data", "javascript", ""]), st.text(max_size=20))

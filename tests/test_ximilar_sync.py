@@ -333,7 +333,11 @@ def test_bootstrap_wires_the_dry_run_without_a_token_and_the_client_with_one(
 ) -> None:
     """The runner's jobs log to scraper_logs; no token means dry run, a token means real sync."""
     seed_products(staging_dsn, 3)
-    dry = Config(staging_db_url=Secret(staging_dsn), data_dir=tmp_path)
+    dry = Config(
+        staging_db_url=Secret(staging_dsn),
+        data_dir=tmp_path,
+        s3_public_base_url="http://s3.local/unde-images",
+    )
     with bootstrap(dry, clock=ximilar_clock) as jobs:
         result = jobs.job("ximilar_sync", "ximilar_sync").run()
     assert result.metadata["dry_run"] is True
@@ -343,6 +347,7 @@ def test_bootstrap_wires_the_dry_run_without_a_token_and_the_client_with_one(
     real = Config(
         staging_db_url=Secret(staging_dsn),
         data_dir=tmp_path,
+        s3_public_base_url="http://s3.local/unde-images",
         ximilar_api_token=Secret(TOKEN),
         ximilar_collection_id=Secret(COLLECTION),
         ximilar_api_url=fake_ximilar.url,
@@ -362,3 +367,49 @@ def test_bootstrap_wires_the_dry_run_without_a_token_and_the_client_with_one(
         ("ximilar_sync", "success"),
         ("ximilar_retry", "success"),
     ]
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "https://evil.example/a.jpg",
+        "http://s3.local/unde-images-evil/a.jpg",
+        "http://s3.local/unde-images/../other/a.jpg",
+        "http://s3.local.evil.example/unde-images/a.jpg",
+    ],
+)
+def test_a_photo_url_outside_the_object_store_is_an_error_and_never_sent(  # noqa: PLR0917
+    staging_dsn: str,
+    staging_db: Database,
+    fake_ximilar: FakeXimilar,
+    ximilar_clock: FakeClock,
+    tmp_path: Path,
+    forged: str,
+) -> None:
+    """A row whose image_urls point outside S3_PUBLIC_BASE_URL fails; the others sync."""
+    bad, _ = seed_products(staging_dsn, 2)
+    execute(
+        staging_dsn,
+        "UPDATE raw_products SET image_urls = jsonb_set(image_urls, '{1}', to_jsonb(%(u)s::text))"
+        " WHERE id = %(id)s",
+        {"u": forged, "id": bad},
+    )
+    config = Config(
+        staging_db_url=Secret(staging_dsn),
+        data_dir=tmp_path,
+        s3_public_base_url="http://s3.local/unde-images/",
+        ximilar_api_token=Secret(TOKEN),
+        ximilar_collection_id=Secret(COLLECTION),
+        ximilar_api_url=fake_ximilar.url,
+    )
+    with bootstrap(config, clock=ximilar_clock) as jobs:
+        result = jobs.job("ximilar_sync", "ximilar_sync").run()
+    rows = _rows(staging_dsn)
+    refused, synced = rows["700000000"], rows["700000001"]
+    assert refused["ximilar_status"] == "error"
+    assert "photo 2" in refused["error_message"]
+    assert "not under the object store's public base URL" in refused["error_message"]
+    assert synced["ximilar_status"] == "synced"
+    assert result.records_errors == 1
+    assert all(not r["_url"].startswith(forged) for r in fake_ximilar.records.values())
+    assert len(fake_ximilar.records) == 2

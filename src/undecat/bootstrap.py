@@ -459,6 +459,11 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
             )
         token = config.ximilar_api_token
         collection = _required(config.ximilar_collection_id, "XIMILAR_COLLECTION_ID")
+        if not config.public_base_url().startswith(("https://", "http://")):
+            raise ConfigError(
+                "S3_PUBLIC_BASE_URL (or S3_ENDPOINT) is required on the ximilar_sync host:"
+                " only photos under the object store's public URL are sent to Ximilar"
+            )
         limiter = resources.get(
             "ximilar_limiter", lambda: RateLimiter(config.ximilar_rate_limit, resources.clock())
         )
@@ -496,6 +501,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                     batch_size=config.batch_size,
                     dry_run=bool(getattr(visual_index, "dry_run", False)),
                     ledger=ledger(),
+                    photo_base=config.public_base_url(),
                 ),
                 recorder=resources.recorder(),
             )

@@ -27,7 +27,7 @@ from typing import Any
 from undecat.config import Config
 from undecat.domain.status import RunStatus
 from undecat.errors import ConfigError, UndecatError
-from undecat.redact import Secret, redact_text
+from undecat.redact import RedactingFilter, Secret, redact_text
 
 __all__ = ["main", "run_host"]
 
@@ -39,7 +39,10 @@ def _setup_logging(config: Config | None = None) -> None:
     from undecat.adapters.logs import setup_logging  # noqa: PLC0415
     from undecat.redact import secret_values  # noqa: PLC0415
 
-    setup_logging(secret_values(config) if config is not None else ())
+    secrets = secret_values(config) if config is not None else ()
+    # Every record is redacted on its way out, whoever logged it (issue 18 item 9): the
+    # filter rewrites the record itself, the formatter scrubs what it renders.
+    setup_logging(secrets).addFilter(RedactingFilter(secrets))
 
 
 def _fail(message: str, config: Config | None = None) -> None:

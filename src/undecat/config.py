@@ -9,7 +9,9 @@ The full table of variables is in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -19,7 +21,7 @@ import attrs
 
 from undecat.domain.models import BRANDS
 from undecat.errors import ConfigError
-from undecat.redact import Secret, redact_url
+from undecat.redact import Secret, redact_url, url_userinfo
 
 __all__ = ["DEFAULT_ALLOWED_PHOTO_HOSTS", "DEFAULT_APIFY_TASKS", "Config"]
 
@@ -45,6 +47,10 @@ def _show_url(secret: Secret | None) -> str:
     return "None" if secret is None else repr(redact_url(secret.reveal()))
 
 
+def _show_plain_url(url: str | None) -> str:
+    return "None" if url is None else repr(redact_url(url))
+
+
 @attrs.frozen
 class Config:
     """Every setting of every host, read from the environment once."""
@@ -66,30 +72,32 @@ class Config:
     download_delay_max: float = 2.0
     backoff_schedule: tuple[float, ...] = (5.0, 15.0, 45.0)
     allowed_photo_hosts: tuple[str, ...] = DEFAULT_ALLOWED_PHOTO_HOSTS
+    # Hosts (host or host:port) whose photos may come over plain http; none by default.
+    allowed_photo_http_hosts: tuple[str, ...] = ()
     max_photo_bytes: int = 25 * 1024 * 1024
     max_photo_pixels: int = 40_000_000
     photos_per_product: int = 5
     proxy_breaker_threshold: int = 5
 
     # Object storage. ``s3_endpoint`` None means the embedded filesystem store in DATA_DIR.
-    s3_endpoint: str | None = None
+    s3_endpoint: str | None = attrs.field(default=None, repr=_show_plain_url)
     s3_access_key: Secret | None = None
     s3_secret_key: Secret | None = None
     s3_bucket: str = "unde-images"
-    s3_public_base_url: str | None = None
+    s3_public_base_url: str | None = attrs.field(default=None, repr=_show_plain_url)
     s3_region: str = "us-east-1"
     s3_user_media_bucket: str = "unde-user-media"
 
     # Apify.
     apify_token: Secret | None = None
-    apify_api_url: str = "https://api.apify.com"
+    apify_api_url: str = attrs.field(default="https://api.apify.com", repr=_show_plain_url)
     apify_tasks: Mapping[str, str] = attrs.field(factory=lambda: dict(DEFAULT_APIFY_TASKS))
     apify_wait_seconds: float = 3 * 3600.0
 
     # Ximilar.
     ximilar_api_token: Secret | None = None
     ximilar_collection_id: Secret | None = None
-    ximilar_api_url: str = "https://api.ximilar.com"
+    ximilar_api_url: str = attrs.field(default="https://api.ximilar.com", repr=_show_plain_url)
     ximilar_api_prefix: str = "similarity/fashion-new/v2"
     ximilar_rate_limit: float = 10.0
 
@@ -155,7 +163,8 @@ class Config:
             download_delay_min=delay_min,
             download_delay_max=delay_max,
             backoff_schedule=env.float_list("BACKOFF_SCHEDULE", (5.0, 15.0, 45.0)),
-            allowed_photo_hosts=env.word_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
+            allowed_photo_hosts=env.host_list("ALLOWED_PHOTO_HOSTS", DEFAULT_ALLOWED_PHOTO_HOSTS),
+            allowed_photo_http_hosts=env.host_list("ALLOWED_PHOTO_HTTP_HOSTS", ()),
             max_photo_bytes=env.number("MAX_PHOTO_BYTES", int, 25 * 1024 * 1024, minimum=1),
             max_photo_pixels=env.number("MAX_PHOTO_PIXELS", int, 40_000_000, minimum=1),
             proxy_breaker_threshold=env.number("PROXY_BREAKER_THRESHOLD", int, 5, minimum=1),
@@ -167,14 +176,12 @@ class Config:
             s3_region=env.text("S3_REGION") or "us-east-1",
             s3_user_media_bucket=env.text("S3_USER_MEDIA_BUCKET") or "unde-user-media",
             apify_token=env.secret("APIFY_TOKEN"),
-            apify_api_url=env.plain_url("APIFY_API_URL", ("http", "https"))
-            or "https://api.apify.com",
+            apify_api_url=env.token_url("APIFY_API_URL") or "https://api.apify.com",
             apify_tasks=tasks,
             apify_wait_seconds=env.number("APIFY_WAIT_SECONDS", float, 3 * 3600.0, minimum=1),
             ximilar_api_token=env.secret("XIMILAR_API_TOKEN"),
             ximilar_collection_id=env.secret("XIMILAR_COLLECTION_ID"),
-            ximilar_api_url=env.plain_url("XIMILAR_API_URL", ("http", "https"))
-            or "https://api.ximilar.com",
+            ximilar_api_url=env.token_url("XIMILAR_API_URL") or "https://api.ximilar.com",
             ximilar_api_prefix=(
                 env.text("XIMILAR_API_PREFIX") or "similarity/fashion-new/v2"
             ).strip("/"),
@@ -276,6 +283,19 @@ class _Env:
             raise ConfigError(f"{name} must list at least one host name")
         return words
 
+    def host_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated ``host`` or ``host:port`` entries (photo allow-lists)."""
+        if self.text(name) is None:
+            return default
+        words = self.word_list(name, default)
+        for word in words:
+            if any(ch in word for ch in "/@?#") or not _HOST_ENTRY.fullmatch(word):
+                raise ConfigError(
+                    f"{name} must list host names or host:port, like 'static.zara.net,"
+                    f" cdn.example:8443', got {word!r}"
+                )
+        return words
+
     def path(self, name: str, *, must_exist: bool = False) -> Path | None:
         raw = self.text(name)
         if raw is None:
@@ -285,15 +305,18 @@ class _Env:
             raise ConfigError(f"{name} points at {raw!r}, which is not a readable file")
         return path
 
-    def _checked(self, name: str, raw: str, schemes: tuple[str, ...], shown: str) -> None:
+    def _checked(self, name: str, raw: str, schemes: tuple[str, ...]) -> None:
+        """Check a URL; no message echoes it (it may hold a password that did not parse)."""
+        _check_userinfo(name, raw)
         try:
             parts = urlsplit(raw)
             port = parts.port  # raises on a malformed port
         except ValueError:
-            raise ConfigError(f"{name} is not a valid URL: {shown}") from None
+            raise ConfigError(f"{name} is not a valid URL") from None
         if parts.scheme not in schemes:
             expected = " or ".join(f"{s}://" for s in schemes)
-            raise ConfigError(f"{name} must start with {expected}, got {shown}")
+            got = f"{parts.scheme}://" if parts.scheme and "://" in raw else "no scheme"
+            raise ConfigError(f"{name} must start with {expected}, got {got}")
         if (
             parts.scheme != "file"
             and not parts.hostname
@@ -303,21 +326,21 @@ class _Env:
                 "postgres",
             )
         ):
-            raise ConfigError(f"{name} has no host: {shown}")
+            raise ConfigError(f"{name} has no host")
         del port
 
     def url(self, name: str, schemes: tuple[str, ...]) -> Secret | None:
         raw = self.text(name)
         if raw is None:
             return None
-        self._checked(name, raw, schemes, repr(redact_url(raw)))
+        self._checked(name, raw, schemes)
         return Secret(raw)
 
     def plain_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         raw = self.text(name)
         if raw is None:
             return None
-        self._checked(name, raw, schemes, repr(redact_url(raw)))
+        self._checked(name, raw, schemes)
         return raw.rstrip("/")
 
     def endpoint(self, name: str) -> str | None:
@@ -330,3 +353,41 @@ class _Env:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be true or false (1/0, yes/no), got {raw!r}")
+    def token_url(self, name: str) -> str | None:
+        """An API base URL a token is sent to: https, or http only to a loopback host."""
+        url = self.plain_url(name, ("http", "https"))
+        if url is not None and urlsplit(url).scheme == "http":
+            host = urlsplit(url).hostname or ""
+            if not _is_loopback(host):
+                raise ConfigError(
+                    f"{name} must be https:// (the API token would cross the network in clear);"
+                    " http:// is accepted only for a loopback host such as 127.0.0.1"
+                )
+        return url
+
+
+_HOST_ENTRY = re.compile(r"(?:[a-z0-9._-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?")
+
+#: What RFC 3986 allows unencoded in userinfo: unreserved, sub-delims, ":" and %XX escapes.
+_USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*")
+
+
+def _check_userinfo(name: str, raw: str) -> None:
+    """Refuse a user name or password with unencoded reserved characters, naming only ``name``."""
+    userinfo = url_userinfo(raw)
+    if userinfo is None:
+        return
+    if not _USERINFO.fullmatch(userinfo):
+        raise ConfigError(
+            f"{name}: the user name or password holds characters that must be percent-encoded"
+            " (write / ? # @ [ ] % and spaces as %2F %3F %23 %40 %5B %5D %25 %20)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -154,6 +154,8 @@ def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
                     "STAGING_DB_URL": server.dsn,
                     "DATA_DIR": str(data_dir),
                     "ALLOWED_PHOTO_HOSTS": "127.0.0.1",
+                    # The demo's origin is plain http on a free port of this machine.
+                    "ALLOWED_PHOTO_HTTP_HOSTS": origin.partition("://")[2],
                     "DOWNLOAD_DELAY_MIN": "0",
                     "DOWNLOAD_DELAY_MAX": "0.05",
                     "CONCURRENT_DOWNLOADS": "4",

@@ -46,6 +46,7 @@ from undecat.domain.ximilar import (
 )
 from undecat.errors import OutageError
 from undecat.ports import VisualIndex, WorkQueue, XimilarLedger
+from undecat.redact import redact_url
 
 __all__ = ["SyncTally", "ximilar_retry", "ximilar_sync"]
 
@@ -101,11 +102,13 @@ def ximilar_sync(
     batch_size: int,
     dry_run: bool = False,
     ledger: XimilarLedger | None = None,
+    photo_base: str | None = None,
 ) -> RunResult:
     """Bring every eligible product's records in the collection to its target; see module.
 
     ``ledger`` notes record ids before they are sent; without one (unit tests), ids are
-    sent unnoted.
+    sent unnoted. ``photo_base`` is the object store's public base URL: a product whose photo URL is not
+    under it (a row another role forged) fails with a reason and is never sent.
     """
     tally = SyncTally()
     held: list[Claim] = []  # dry run: claims kept until the end, then released
@@ -120,7 +123,9 @@ def ximilar_sync(
                 break
             seen.update(c.product.id for c in fresh)
             tally.claimed += len(fresh)
-            _Batch(queue, index, fresh, tally, dry_run=dry_run, ledger=ledger).run()
+            _Batch(
+                queue, index, fresh, tally, dry_run=dry_run, ledger=ledger, photo_base=photo_base
+            ).run()
             if dry_run:
                 held.extend(fresh)
     finally:
@@ -145,6 +150,7 @@ def ximilar_retry(
     batch_size: int,
     dry_run: bool = False,
     ledger: XimilarLedger | None = None,
+    photo_base: str | None = None,
 ) -> RunResult:
     """Send ``error`` products with attempts left back to the queue, then sync."""
     requeued = 0 if dry_run else queue.requeue_failed()
@@ -156,6 +162,7 @@ def ximilar_retry(
         batch_size=batch_size,
         dry_run=dry_run,
         ledger=ledger,
+        photo_base=photo_base,
     )
     return attrs.evolve(result, metadata={**result.metadata, "requeued": requeued})
 
@@ -172,6 +179,7 @@ class _Batch:
         *,
         dry_run: bool,
         ledger: XimilarLedger | None = None,
+        photo_base: str | None = None,
     ) -> None:
         self._queue = queue
         self._index = index
@@ -188,6 +196,13 @@ class _Batch:
                 _log.warning("ximilar: %s is not a pilot product", claim.product.external_id)
                 queue.release([claim])
                 tally.skipped += 1
+                continue
+            foreign = _foreign_photo(plan, photo_base)
+            if foreign is not None:
+                _log.warning("ximilar: %s %s", claim.product.external_id, foreign)
+                if not dry_run:
+                    queue.fail(claim, f"ximilar: {foreign}; nothing was sent")
+                tally.failed += 1
                 continue
             self._claims.append(claim)
             self._plans[claim.product.id] = plan
@@ -310,6 +325,20 @@ class _Batch:
         except OutageError as exc:
             # The database is gone too: the leases lapse on their own.
             _log.warning("ximilar: could not hand back %d claim(s): %s", len(claims), exc)
+
+
+def _foreign_photo(plan: SyncPlan, photo_base: str | None) -> str | None:
+    """Why ``plan`` may not be sent: a photo URL outside the object store, or None."""
+    if photo_base is None or plan.removal:
+        return None
+    prefix = photo_base.rstrip("/") + "/"
+    for slot in plan.current:
+        if not slot.url.startswith(prefix) or "/../" in slot.url[len(prefix) - 1 :]:
+            return (
+                f"photo {slot.index + 1} ({redact_url(slot.url)}) is not under the object"
+                f" store's public base URL {redact_url(prefix)}"
+            )
+    return None
 
 
 def _numbered(plan: SyncPlan) -> list[tuple[int, XimilarRecord]]:

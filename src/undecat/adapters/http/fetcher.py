@@ -4,32 +4,45 @@ One :class:`ProxyPhotoFetcher` per process holds one shared connection pool (a
 ``ProxyManager`` carrying the ``PROXY_URL`` credentials as a ``Proxy-Authorization`` header,
 or a plain ``PoolManager`` when no proxy is configured). Each :meth:`~ProxyPhotoFetcher.fetch`:
 
-1. admits the URL only if it is http/https on an allowed host (:mod:`.urls`);
+1. admits the URL only if it is https on the default port of an allowed host, or a scheme
+   and port the configuration allows for that host (:mod:`.urls`);
 2. takes one of the ``CONCURRENT_DOWNLOADS`` slots after a random pause (:mod:`.politeness`);
 3. sends one GET with a rotated browser user agent; TLS is always verified (system CAs plus
    ``PROXY_CA_BUNDLE``);
 4. follows redirects itself, each target checked like the first URL (at most five);
 5. on 429/503 gives the slot back and waits along ``BACKOFF_SCHEDULE``, honouring
    ``Retry-After`` (:mod:`.backoff`);
-6. streams the body, stopping as soon as it passes ``MAX_PHOTO_BYTES`` or the time limit.
+6. refuses any ``Content-Encoding`` but identity before reading the body (the body is
+   never decoded, so a compression bomb costs nothing), then streams the body, stopping as
+   soon as it passes ``MAX_PHOTO_BYTES`` or the time limit.
 
-Each request may take ``DOWNLOAD_TIMEOUT`` (connect, answer and body together); the
-caller's ``deadline`` (the product's budget, ``PRODUCT_TIMEOUT``) bounds the whole fetch,
-backoff waits included. Failures become :class:`~undecat.errors.PhotoError` or
-:class:`~undecat.errors.ProxyError` by the rule in :mod:`.classify`.
+Each request has one absolute deadline, ``DOWNLOAD_TIMEOUT`` from its start (connect, proxy
+tunnel, TLS, headers and body together), never a per-read time-out that a trickling origin
+could renew byte by byte: a watchdog (:class:`_Watch`) shuts the request's socket down
+when the deadline passes, whatever phase it is in. The caller's ``deadline`` (the product's
+budget, ``PRODUCT_TIMEOUT``) bounds the whole fetch, backoff waits included. Failures
+become :class:`~undecat.errors.PhotoError` or :class:`~undecat.errors.ProxyError` by the
+rule in :mod:`.classify`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import socket
 import ssl
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 import attrs
 import urllib3
 from urllib3 import exceptions as u3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import make_headers
 
 from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
@@ -44,6 +57,7 @@ from undecat.redact import Secret, redact_url
 
 __all__ = ["FetchSettings", "Photo", "ProxyPhotoFetcher"]
 
+_P = TypeVar("_P", bound=urllib3.PoolManager)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 # Headers of a browser loading an image; JPEG first, because that is what we store.
@@ -56,6 +70,7 @@ class FetchSettings:
 
     proxy_url: Secret | None
     allowed_hosts: tuple[str, ...]
+    http_hosts: tuple[str, ...] = ()
     ca_bundle: Path | None = None
     timeout: float = 30.0
     max_bytes: int = 25 * 1024 * 1024
@@ -72,6 +87,7 @@ class FetchSettings:
         return cls(
             proxy_url=config.proxy_url,
             allowed_hosts=config.allowed_photo_hosts,
+            http_hosts=config.allowed_photo_http_hosts,
             ca_bundle=config.proxy_ca_bundle,
             timeout=config.download_timeout,
             max_bytes=config.max_photo_bytes,
@@ -97,6 +113,16 @@ class _Redirect:
 
 
 @attrs.frozen
+class _Request:
+    url: str
+    headers: dict[str, str]
+    timeout: urllib3.Timeout
+    deadline: float  # monotonic
+    shown: str  # the URL as errors show it
+    limit: str  # which time limit the deadline is, for messages
+
+
+@attrs.frozen
 class _Status:
     status: int
     reason: str
@@ -117,7 +143,7 @@ class ProxyPhotoFetcher:
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._hosts = AllowedHosts(settings.allowed_hosts)
+        self._hosts = AllowedHosts(settings.allowed_hosts, settings.http_hosts)
         self._agents = UserAgentRotation(user_agents)
         self.politeness = Politeness(
             limit=settings.concurrency,
@@ -209,30 +235,29 @@ class ProxyPhotoFetcher:
         timeout = urllib3.Timeout(
             connect=min(self._settings.connect_timeout, remaining), read=remaining
         )
-        try:
-            response = self._pool.urlopen(
-                "GET",
-                url,
-                headers=headers,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                timeout=timeout,
-            )
-        except u3.ProxyError as exc:
-            tunnel = tunnel_status(exc)
-            if tunnel is None:
-                raise request_failure(exc, shown) from exc
-            return _Status(tunnel[0], tunnel[1], retry_after=None, tunnel=True)
-        except u3.HTTPError as exc:
-            raise _failure(exc, shown, limit) from exc
+        request = _Request(url, headers, timeout, deadline, shown, limit)
+        with _Watch(remaining) as watch:
+            return self._exchange(request, watch)
+
+    def _exchange(self, request: _Request, watch: _Watch) -> Photo | _Redirect | _Status:
+        """Send the request and read the answer while ``watch`` guards the deadline."""
+        shown = request.shown
+        too_slow = f"too slow: {request.limit} ran out"
+        response = self._send(request, watch)
+        if isinstance(response, _Status):
+            return response
         complete = False
         try:
             if response.status in (200, 203):
-                content = self._read_body(response, deadline, shown, limit)
+                _refuse_encoded(response, shown)
+                content = self._read_body(response, request.deadline, shown, request.limit)
+                if watch.expired:
+                    raise PhotoError(f"{too_slow} mid-body", url=shown)
                 complete = True
                 return Photo(
-                    url=url, content=content, content_type=response.headers.get("Content-Type")
+                    url=request.url,
+                    content=content,
+                    content_type=response.headers.get("Content-Type"),
                 )
             if response.status in _REDIRECTS:
                 location = response.headers.get("Location")
@@ -248,12 +273,40 @@ class ProxyPhotoFetcher:
                 tunnel=False,
             )
         except u3.HTTPError as exc:
-            raise _failure(exc, shown, limit) from exc
+            if watch.expired:
+                raise PhotoError(f"{too_slow} mid-body", url=shown) from exc
+            raise _failure(exc, shown, request.limit) from exc
         finally:
             if not complete:
                 # Whatever is left of the body is not read: the connection cannot be reused.
                 response.close()
             response.release_conn()
+
+    def _send(self, request: _Request, watch: _Watch) -> urllib3.BaseHTTPResponse | _Status:
+        """Send the GET; its answer's headers, or the proxy's refusal of the tunnel."""
+        too_slow = f"too slow: {request.limit} ran out"
+        try:
+            return self._pool.urlopen(
+                "GET",
+                request.url,
+                headers=request.headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=request.timeout,
+            )
+        except u3.ProxyError as exc:
+            if watch.expired:
+                raise PhotoError(too_slow, url=request.shown) from exc
+            tunnel = tunnel_status(exc)
+            if tunnel is None:
+                raise request_failure(exc, request.shown) from exc
+            return _Status(tunnel[0], tunnel[1], retry_after=None, tunnel=True)
+        except u3.HTTPError as exc:
+            if watch.expired:
+                raise PhotoError(too_slow, url=request.shown) from exc
+            raise _failure(exc, request.shown, request.limit) from exc
 
     def _read_body(
         self, response: urllib3.BaseHTTPResponse, deadline: float, shown: str, limit: str
@@ -269,12 +322,141 @@ class ProxyPhotoFetcher:
             if remaining <= 0:
                 raise PhotoError(f"too slow: {limit} ran out mid-body", url=shown)
             _limit_next_read(response, remaining)
-            chunk = response.read1(_CHUNK)  # what has arrived, so the clock is checked often
+            # What has arrived, undecoded, so the clock is checked often.
+            chunk = response.read1(_CHUNK, decode_content=False)
             if not chunk:
                 return bytes(body)
             body += chunk
             if len(body) > cap:
                 raise PhotoError(f"too large: more than {cap} bytes", url=shown)
+
+
+def _refuse_encoded(response: urllib3.BaseHTTPResponse, shown: str) -> None:
+    """Refuse a body in any Content-Encoding but identity, before a byte of it is read."""
+    encodings = [
+        part.strip().lower()
+        for value in response.headers.getlist("Content-Encoding")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    refused = [e for e in encodings if e != "identity"]
+    if refused:
+        raise PhotoError(
+            f"the photo came with Content-Encoding {', '.join(refused)};"
+            " only identity is accepted (we ask for it)",
+            url=shown,
+        )
+
+
+_current = threading.local()
+
+
+class _Watch:
+    """One request's absolute deadline: when it passes, the request's sockets are shut down.
+
+    While a watch is open in a thread, every connection that thread opens or reuses hands
+    the watch a duplicate of its socket's descriptor (:class:`_WatchedConnection`); at the
+    deadline a timer thread shuts those sockets down, so a read blocked in connect, the
+    proxy tunnel, the TLS handshake, the headers or the body returns at once. The
+    duplicates are the watch's own (closed when it ends), so a descriptor number reused
+    elsewhere is never touched.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._seen: set[int] = set()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.watch = None
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def adopt(self, sock: socket.socket | None) -> None:
+        """Watch ``sock`` (shut it down at once if the deadline has already passed)."""
+        if sock is None:
+            return
+        with self._lock:
+            try:
+                fileno = sock.fileno()
+                if fileno < 0 or id(sock) in self._seen:
+                    return
+                duplicate = socket.socket(fileno=os.dup(fileno))
+            except OSError:
+                return
+            self._seen.add(id(sock))
+            self._sockets.append(duplicate)
+            if self.expired:
+                _shut(duplicate)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by its owner
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_of_thread() -> _Watch | None:
+    watch: _Watch | None = getattr(_current, "watch", None)
+    return watch
+
+
+class _WatchedConnection(HTTPConnection):
+    """An HTTP connection that hands its socket to the thread's :class:`_Watch`."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        watch = _watch_of_thread()
+        if watch is not None:
+            watch.adopt(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = _watch_of_thread()
+        if watch is not None:
+            watch.adopt(self.sock)  # a reused connection (a new one adopted in _new_conn)
+        super().request(*args, **kwargs)
+
+
+class _WatchedTLSConnection(HTTPSConnection):
+    """An HTTPS connection that hands its socket to the thread's :class:`_Watch`."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        watch = _watch_of_thread()
+        if watch is not None:
+            watch.adopt(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        watch = _watch_of_thread()
+        if watch is not None:
+            watch.adopt(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _WatchedPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedTLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedTLSConnection
 
 
 def _failure(exc: u3.HTTPError, shown: str, limit: str) -> UndecatError:
@@ -317,7 +499,7 @@ def _build_pool(settings: FetchSettings) -> urllib3.PoolManager:
         "retries": False,
     }
     if settings.proxy_url is None:
-        return urllib3.PoolManager(**common)  # type: ignore[arg-type]
+        return _watched(urllib3.PoolManager(**common))  # type: ignore[arg-type]
     parts = urlsplit(settings.proxy_url.reveal())
     host = parts.hostname or ""
     if ":" in host:
@@ -328,9 +510,17 @@ def _build_pool(settings: FetchSettings) -> urllib3.PoolManager:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers = make_headers(proxy_basic_auth=credentials)
     # The URL handed to urllib3 carries no credentials, so none can surface in its errors.
-    return urllib3.ProxyManager(
-        f"{parts.scheme}://{host}:{port}",
-        proxy_headers=headers,
-        proxy_ssl_context=context if parts.scheme == "https" else None,
-        **common,  # type: ignore[arg-type]
+    return _watched(
+        urllib3.ProxyManager(
+            f"{parts.scheme}://{host}:{port}",
+            proxy_headers=headers,
+            proxy_ssl_context=context if parts.scheme == "https" else None,
+            **common,  # type: ignore[arg-type]
+        )
     )
+
+
+def _watched(pool: _P) -> _P:
+    """Make ``pool`` build connections that honour the request's :class:`_Watch`."""
+    pool.pool_classes_by_scheme = {"http": _WatchedPool, "https": _WatchedTLSPool}
+    return pool

@@ -50,6 +50,7 @@ from undecat.domain.status import (
     next_ximilar_status,
 )
 from undecat.errors import UndecatError
+from undecat.redact import redact_text
 
 __all__ = ["PostgresWorkQueue"]
 
@@ -286,7 +287,7 @@ class PostgresWorkQueue:
         )
         params = {
             "error": self._spec.error_value,
-            "message": message[:2000],
+            "message": redact_text(message)[:2000],
             "id": claim.product.id,
             "owner": claim.owner,
         }
@@ -307,7 +308,7 @@ class PostgresWorkQueue:
         )
         params = {
             "delay": delay,
-            "message": message[:2000],
+            "message": redact_text(message)[:2000],
             "id": claim.product.id,
             "owner": claim.owner,
         }
