@@ -353,6 +353,7 @@ class _Env:
         if raw in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be true or false (1/0, yes/no), got {raw!r}")
+
     def token_url(self, name: str) -> str | None:
         """An API base URL a token is sent to: https, or http only to a loopback host."""
         url = self.plain_url(name, ("http", "https"))

@@ -107,8 +107,9 @@ def ximilar_sync(
     """Bring every eligible product's records in the collection to its target; see module.
 
     ``ledger`` notes record ids before they are sent; without one (unit tests), ids are
-    sent unnoted. ``photo_base`` is the object store's public base URL: a product whose photo URL is not
-    under it (a row another role forged) fails with a reason and is never sent.
+    sent unnoted. ``photo_base`` is the object store's public base URL: a product whose
+    photo URL is not under it (a row another role forged) fails with a reason and is
+    never sent.
     """
     tally = SyncTally()
     held: list[Claim] = []  # dry run: claims kept until the end, then released
