@@ -35,7 +35,7 @@ def test_proxy_that_cannot_reach_any_origin_stops_the_run_and_charges_nobody(
     """CONNECT refused (502 from the proxy) on product after product: failed run, no attempt."""
     dead = free_port()
     add_products(staging_db, {f"p{n}": [f"https://localhost:{dead}/{n}.jpg"] for n in range(6)})
-    result = run_job(breaker_env)
+    result = run_job({**breaker_env, "ALLOWED_PHOTO_HOSTS": f"localhost:{dead}"})
     assert result.status == "failed"
     assert result.error_message is not None
     assert "3 products in a row failed at the transport level" in result.error_message
@@ -74,7 +74,8 @@ def test_403_from_several_hosts_trips_but_from_one_host_fails_the_products(
     add_products(
         staging_db, {f"h{n}": [origin.url(f"/h/{n}.jpg", host=h)] for n, h in enumerate(hosts)}
     )
-    several = run_job({**breaker_env, "ALLOWED_PHOTO_HOSTS": "localhost,127.0.0.1"})
+    both = f"localhost:{origin.http_port},127.0.0.1:{origin.http_port}"
+    several = run_job({**breaker_env, "ALLOWED_PHOTO_HTTP_HOSTS": both})
     assert several.status == "failed"
     assert "127.0.0.1" in (several.error_message or "")
     _assert_nothing_charged(staging_dsn, 4)
@@ -94,7 +95,8 @@ def test_a_success_in_between_ends_the_streak_and_fails_the_held_products(
         "e": f"http://localhost:{dead}/e.jpg",
     }
     add_products(staging_db, {k: [u] for k, u in urls.items()})
-    result = run_job(breaker_env)
+    plain = f"localhost:{dead},localhost:{origin.http_port}"
+    result = run_job({**breaker_env, "ALLOWED_PHOTO_HTTP_HOSTS": plain})
     assert (result.status, result.records_new, result.records_errors) == ("partial", 1, 4)
     found = rows(staging_dsn)
     assert found["c"]["image_status"] == "uploaded"

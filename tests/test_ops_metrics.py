@@ -54,6 +54,7 @@ def env(  # noqa: PLR0917  # pytest passes fixtures positionally
     s3_bucket: S3Bucket,
     proxy_server: ProxyServer,
     origin_ca: Path,
+    origin: Origin,
     tmp_path: Path,
 ) -> dict[str, str]:
     """A photo_downloader host writing metrics into tmp_path/metrics."""
@@ -61,7 +62,8 @@ def env(  # noqa: PLR0917  # pytest passes fixtures positionally
         "STAGING_DB_URL": staging_dsn,
         "PROXY_URL": proxy_server.url,
         "PROXY_CA_BUNDLE": str(origin_ca),
-        "ALLOWED_PHOTO_HOSTS": "localhost",
+        "ALLOWED_PHOTO_HOSTS": ",".join(origin.allowed_hosts),
+        "ALLOWED_PHOTO_HTTP_HOSTS": ",".join(origin.http_hosts),
         "DOWNLOAD_DELAY_MIN": "0",
         "DOWNLOAD_DELAY_MAX": "0",
         "BATCH_SIZE": "10",

@@ -59,6 +59,7 @@ UPDATABLE: dict[str, frozenset[str]] = {
             "ximilar_synced_urls",
             "ximilar_synced_at",
             "ximilar_record_ids",
+            "ximilar_pending_ids",  # 0010: ids noted before they are sent
             "error_message",
             "updated_at",
         }
