@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import attrs
+
 from undecat.domain.models import (
     AvailabilityRecord,
     Claim,
@@ -31,10 +33,13 @@ __all__ = [
     "CatalogSource",
     "CatalogStore",
     "Clock",
+    "DelistedObjects",
     "FetchedPhoto",
+    "KeyDeleter",
     "ObjectStore",
     "PhotoFetcher",
     "ProductionCatalog",
+    "RetentionStore",
     "RunRecorder",
     "RunningLog",
     "StatusReport",
@@ -258,4 +263,39 @@ class ProductionCatalog(Protocol):
 
     def upsert(self, products: Sequence[Product]) -> int:
         """Write verified products into production; return how many rows changed."""
+        ...
+
+
+class KeyDeleter(Protocol):
+    """Deletes objects by exact key (never by listing a prefix)."""
+
+    def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; return how many were deleted."""
+        ...
+
+
+@attrs.frozen
+class DelistedObjects:
+    """A product delisted long enough ago whose stored objects are to be removed."""
+
+    row_id: int
+    brand: str
+    external_id: str
+    photos: int
+    has_collage: bool
+
+
+class RetentionStore(Protocol):
+    """What the retention job removes from the staging database."""
+
+    def delete_run_logs_before(self, cutoff: datetime) -> int:
+        """Delete ``scraper_logs`` rows started before ``cutoff``; return how many."""
+        ...
+
+    def delisted_before(self, cutoff: datetime, limit: int) -> list[DelistedObjects]:
+        """Products delisted before ``cutoff`` that still hold photos or a collage."""
+        ...
+
+    def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
+        """Clear a still-delisted product's object references; False if it came back."""
         ...

@@ -35,8 +35,9 @@ from apify_client.errors import (
     UnauthorizedError,
 )
 
-from undecat.errors import ConfigError, RemoteServiceError, UndecatError
+from undecat.errors import ConfigError, RemoteCredentialsError, RemoteServiceError, UndecatError
 from undecat.redact import Secret, redact_text, redact_url
+from undecat.text import one_line
 
 __all__ = ["FINISHED", "ApifyCatalogSource", "ApifyRun", "task_variable"]
 
@@ -153,8 +154,9 @@ class ApifyCatalogSource:
         try:
             yield
         except UnauthorizedError as exc:
-            raise RemoteServiceError(
-                f"{what}: Apify refused the token (401 Unauthorized): check APIFY_TOKEN"
+            raise RemoteCredentialsError(
+                f"{what}: Apify refused the token (401 Unauthorized): check APIFY_TOKEN",
+                variable="APIFY_TOKEN",
             ) from exc
         except ForbiddenError as exc:
             raise RemoteServiceError(
@@ -171,9 +173,11 @@ class ApifyCatalogSource:
                 f" {message}"
             ) from exc
         except (impit.HTTPError, impit.InvalidURL) as exc:
-            message = redact_text(str(exc), secrets)
+            # impit's message is a multi-line hyper_util dump: one line is kept, cut short.
+            message = one_line(redact_text(str(exc), secrets))
             raise RemoteServiceError(
-                f"{what}: cannot reach Apify at {redact_url(self._api_url)}: {message}"
+                f"{what}: cannot reach Apify at {redact_url(self._api_url)} ({message}):"
+                " check APIFY_API_URL and the network, then run the job again"
             ) from exc
         except (ApifyClientError, pydantic.ValidationError, KeyError, ValueError) as exc:
             # A body that is not JSON, a run object that does not validate, or a page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import errno
 import os
 import tempfile
@@ -118,6 +120,19 @@ class FileObjectStore:
             top.rmdir()
         except OSError as exc:
             raise self._outage("delete_prefix", exc) from exc
+        return deleted
+
+    def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete exactly ``keys`` (missing ones are fine); return how many were there."""
+        deleted = 0
+        for key in keys:
+            try:
+                self._path(key).unlink()
+                deleted += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise self._outage("delete_keys", exc) from exc
         return deleted
 
     def public_url(self, key: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from typing import TYPE_CHECKING
 
 import botocore.exceptions
@@ -89,6 +91,26 @@ class S3ObjectStore:
         folder = folder_prefix(prefix)
         with translate_errors("delete_prefix", self._where):
             return delete_folder(self._client, self.bucket, folder, page_size=self._page_size)
+
+    def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete exactly ``keys`` (no listing), a thousand per request; return how many."""
+        checked = [checked_key(key) for key in keys]
+        with translate_errors("delete_keys", self._where):
+            for start in range(0, len(checked), 1000):
+                batch: list[ObjectIdentifierTypeDef] = [
+                    {"Key": key} for key in checked[start : start + 1000]
+                ]
+                answer = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+                failed = answer.get("Errors", [])
+                if failed:
+                    code = failed[0].get("Code", "Unknown")
+                    raise botocore.exceptions.ClientError(
+                        {"Error": {"Code": code, "Message": "batch delete failed"}},
+                        "DeleteObjects",
+                    )
+        return len(checked)
 
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""

@@ -16,7 +16,12 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from undecat.errors import DatabaseUnavailableError, UndecatError
+from undecat.errors import (
+    ConfigError,
+    DatabaseCredentialsError,
+    DatabaseUnavailableError,
+    UndecatError,
+)
 from undecat.redact import Secret, redact_text, redact_url
 
 __all__ = ["Database", "password_of", "translate_errors"]
@@ -28,15 +33,35 @@ def _connect_kwargs() -> dict[str, Any]:
     return {"prepare_threshold": None, "row_factory": dict_row, "autocommit": False}
 
 
+_REFUSED = ("password authentication failed", "no password supplied", "SASL authentication")
+
+
 @contextmanager
-def translate_errors(what: str, *, secrets: tuple[str, ...] = ()) -> Iterator[None]:
-    """Turn psycopg's exceptions raised inside the block into undecat errors."""
+def translate_errors(
+    what: str, *, secrets: tuple[str, ...] = (), variable: str = "STAGING_DB_URL"
+) -> Iterator[None]:
+    """Turn psycopg's exceptions raised inside the block into undecat errors.
+
+    A refused password is :class:`~undecat.errors.CredentialsError` naming ``variable``; a
+    missing table or column (a database not migrated yet) is a ``ConfigError`` saying to run
+    ``undecat migrate``.
+    """
     try:
         yield
     except UndecatError:
         raise
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+        message = redact_text(str(exc).strip().splitlines()[0], secrets)
+        raise ConfigError(
+            f"{what}: the database is not migrated ({message}): run `undecat migrate`"
+        ) from exc
     except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
         message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
+        if any(sign in str(exc) for sign in _REFUSED) or exc.sqlstate in ("28P01", "28000"):
+            raise DatabaseCredentialsError(
+                f"{what}: the database refused the user or password: check {variable}",
+                variable=variable,
+            ) from exc
         raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc
     except psycopg.Error as exc:
         message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
@@ -66,9 +91,12 @@ class Database:
         self.name = name
         self._url = url
         self._secrets = password_of(url.reveal())
+        self._variable = f"{name.upper()}_DB_URL"
         shown = redact_url(url.reveal())
         with translate_errors(
-            f"connecting to the {name} database at {shown}", secrets=self._secrets
+            f"connecting to the {name} database at {shown}",
+            secrets=self._secrets,
+            variable=self._variable,
         ):
             probe = psycopg.connect(
                 url.reveal(), connect_timeout=_CONNECT_TIMEOUT, **_connect_kwargs()
@@ -87,7 +115,9 @@ class Database:
                 check=psycopg_pool.ConnectionPool.check_connection,
             )
         )
-        with translate_errors(f"opening the {name} pool at {shown}", secrets=self._secrets):
+        with translate_errors(
+            f"opening the {name} pool at {shown}", secrets=self._secrets, variable=self._variable
+        ):
             self._pool.open(wait=True, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -97,7 +127,7 @@ class Database:
     def transaction(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Yield a cursor inside one transaction (committed on success, rolled back on error)."""
         with (
-            translate_errors(what, secrets=self._secrets),
+            translate_errors(what, secrets=self._secrets, variable=self._variable),
             self._pool.connection() as conn,
             conn.transaction(),
             conn.cursor() as cur,
