@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from undecat.config import Config
-from undecat.errors import ConfigError, UndecatError
+from undecat.errors import ConfigError, CredentialsError, UndecatError
 from undecat.redact import Secret, redact_text
 
 __all__ = ["main", "run_host"]
@@ -77,7 +77,7 @@ def run_host(host: str, argv: Sequence[str]) -> int:
             raise ConfigError(f"{host} {args.job} takes no arguments; got {' '.join(extra)}")
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
-    except ConfigError as exc:
+    except (ConfigError, CredentialsError) as exc:
         _fail(str(exc), config)
         return EXIT_USAGE
     except UndecatError as exc:
@@ -108,7 +108,13 @@ def _migrate(args: argparse.Namespace) -> int:
     if url is None:
         variable = "STAGING_DB_URL" if args.database == "staging" else "PRODUCTION_DB_URL"
         raise ConfigError(f"{variable} is not set (or pass --url)")
-    applied = apply_migrations(url, args.database, Path(args.sql_dir) if args.sql_dir else None)
+    applied = apply_migrations(
+        url,
+        args.database,
+        Path(args.sql_dir) if args.sql_dir else None,
+        lock_timeout=config.migrate_lock_timeout,
+        attempts=config.migrate_attempts,
+    )
     print(  # noqa: T201
         f"{args.database}: applied {len(applied)} migration(s)"
         + (": " + ", ".join(applied) if applied else " (up to date)")
@@ -181,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, CredentialsError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except UndecatError as exc:

@@ -203,7 +203,7 @@ class Config:
             object_store_dir=env.path("OBJECT_STORE_DIR"),
             brands=brands,
             retry_delay_seconds=env.number("RETRY_DELAY_SECONDS", float, 300.0, minimum=0),
-            run_log_retention_days=env.number("RUN_LOG_RETENTION_DAYS", int, 180, minimum=1),
+            run_log_retention_days=env.number("RUN_LOG_RETENTION_DAYS", int, 180, minimum=7),
             delisted_retention_days=env.number("DELISTED_RETENTION_DAYS", int, 90, minimum=1),
             migrate_lock_timeout=env.number(
                 "MIGRATE_LOCK_TIMEOUT", float, 5.0, minimum=0.001, maximum=3600

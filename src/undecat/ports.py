@@ -288,8 +288,8 @@ class DelistedObjects:
 class RetentionStore(Protocol):
     """What the retention job removes from the staging database."""
 
-    def delete_run_logs_before(self, cutoff: datetime) -> int:
-        """Delete ``scraper_logs`` rows started before ``cutoff``; return how many."""
+    def delete_run_logs_older_than(self, days: int) -> int:
+        """Delete finished ``scraper_logs`` rows started over ``days`` days ago; how many."""
         ...
 
     def delisted_before(self, cutoff: datetime, limit: int) -> list[DelistedObjects]:
@@ -297,5 +297,5 @@ class RetentionStore(Protocol):
         ...
 
     def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
-        """Clear a still-delisted product's object references; False if it came back."""
+        """Mark a still-delisted product's objects deleted; False if it came back."""
         ...

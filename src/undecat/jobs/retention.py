@@ -3,8 +3,8 @@
 * ``scraper_logs`` rows older than ``RUN_LOG_RETENTION_DAYS`` are deleted.
 * A product delisted more than ``DELISTED_RETENTION_DAYS`` ago loses its photos and collage:
   the keys are computed from its brand and id (``domain.keys``) and deleted one by one, never
-  by listing a prefix, then the row forgets them (``image_status`` back to ``pending``, so a
-  product that comes back is downloaded again).
+  by listing a prefix, then the row records it (``objects_purged_at``; ``image_status`` back
+  to ``pending``, so a product that comes back is downloaded again).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def retention(
 ) -> RunResult:
     """Delete run logs and delisted products' objects past their retention; one run."""
     now = clock.now()
-    logs_deleted = store.delete_run_logs_before(now - timedelta(days=run_log_days))
+    logs_deleted = store.delete_run_logs_older_than(run_log_days)
     cutoff = now - timedelta(days=delisted_days)
     products = objects_deleted = failed = 0
     seen: set[int] = set()

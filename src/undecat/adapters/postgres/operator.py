@@ -121,14 +121,12 @@ class PostgresRetentionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def delete_run_logs_before(self, cutoff: datetime) -> int:
-        """Delete finished run logs started before ``cutoff``; return how many."""
+    def delete_run_logs_older_than(self, days: int) -> int:
+        """Delete finished run logs older than ``days`` days (``prune_scraper_logs``)."""
         with self._db.transaction("deleting old run logs") as cur:
-            cur.execute(
-                "DELETE FROM scraper_logs WHERE started_at < %s AND status <> 'running'",
-                (cutoff,),
-            )
-            return cur.rowcount
+            cur.execute("SELECT prune_scraper_logs(%s) AS removed", (days,))
+            row = cur.fetchone()
+            return int(row["removed"]) if row else 0
 
     def delisted_before(self, cutoff: datetime, limit: int) -> list[DelistedObjects]:
         """Products delisted before ``cutoff`` that still reference photos or a collage."""
@@ -140,6 +138,7 @@ class PostgresRetentionStore:
                 " collage_url IS NOT NULL AS has_collage"
                 " FROM raw_products WHERE delisted_at < %s"
                 " AND (image_urls IS NOT NULL OR collage_url IS NOT NULL)"
+                " AND (objects_purged_at IS NULL OR objects_purged_at < delisted_at)"
                 " ORDER BY id LIMIT %s",
                 (cutoff, limit),
             )
@@ -155,10 +154,14 @@ class PostgresRetentionStore:
             ]
 
     def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
-        """Clear the row's object references if it is still delisted since before ``cutoff``."""
+        """Mark the row's objects deleted if it is still delisted since before ``cutoff``.
+
+        ``image_status`` goes back to ``pending`` so a product that comes back is downloaded
+        again; ``image_urls`` (the downloader's column) is left for that download to replace.
+        """
         with self._db.transaction("clearing a delisted product's objects") as cur:
             cur.execute(
-                "UPDATE raw_products SET image_urls = NULL, collage_url = NULL,"
+                "UPDATE raw_products SET objects_purged_at = now(), collage_url = NULL,"
                 " image_status = 'pending', updated_at = now()"
                 " WHERE id = %s AND delisted_at < %s",
                 (row_id, cutoff),
