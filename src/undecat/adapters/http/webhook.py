@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 from typing import Any
 
 import urllib3
@@ -17,6 +18,8 @@ __all__ = ["post_alert"]
 def post_alert(url: Secret, payload: dict[str, Any], *, timeout: float = 10.0) -> None:
     """Send ``payload``; RemoteServiceError (with the URL redacted) when it is not accepted."""
     shown = redact_url(url.reveal())
+    parts = urlsplit(url.reveal())
+    secrets = (url.reveal(), parts.query, parts.path, parts.password or "")
     try:
         answer = urllib3.request(
             "POST",
@@ -24,10 +27,10 @@ def post_alert(url: Secret, payload: dict[str, Any], *, timeout: float = 10.0) -
             body=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json"},
             timeout=urllib3.Timeout(total=timeout),
-            retries=urllib3.Retry(total=2, backoff_factor=0.5, allowed_methods=None),
+            retries=False,  # urllib3 logs each retry with the full path (a token, for Slack)
         )
     except urllib3.exceptions.HTTPError as exc:
-        message = one_line(redact_text(str(exc), (url.reveal(),)))
+        message = one_line(redact_text(str(exc), secrets))
         raise RemoteServiceError(
             f"FAILURE_WEBHOOK_URL {shown} cannot be reached ({message}): check the URL"
         ) from exc
