@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Alias of ``undecat-apify JOB`` (``undecat.runners.apify``), kept for old command lines.
+"""Alias of ``undecat-apify JOB`` (``undecat.runners.apify``), for old command lines.
 
 Deploy the installed entry point instead: it runs the installed release, never this tree.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Alias of ``undecat-collage JOB`` (``undecat.runners.collage``), kept for old command lines.
+"""Alias of ``undecat-collage JOB`` (``undecat.runners.collage``), for old command lines.
 
 Deploy the installed entry point instead: it runs the installed release, never this tree.
 """

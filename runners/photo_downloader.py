@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Alias of ``undecat-photo-downloader JOB`` (``undecat.runners.photo_downloader``), kept for old command lines.
+"""Alias of ``undecat-photo-downloader JOB``, kept for old command lines.
 
 Deploy the installed entry point instead: it runs the installed release, never this tree.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Alias of ``undecat-scraper JOB`` (``undecat.runners.scraper``), kept for old command lines.
+"""Alias of ``undecat-scraper JOB`` (``undecat.runners.scraper``), for old command lines.
 
 Deploy the installed entry point instead: it runs the installed release, never this tree.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Alias of ``undecat-ximilar-sync JOB`` (``undecat.runners.ximilar_sync``), kept for old command lines.
+"""Alias of ``undecat-ximilar-sync JOB`` (``undecat.runners.ximilar_sync``), for old command lines.
 
 Deploy the installed entry point instead: it runs the installed release, never this tree.
 """

@@ -121,7 +121,7 @@ def test_a_collage_run_where_every_product_fails_exits_1(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Every product failing (partial, errors 5 of 5) exits 1, logged WARNING each and ERROR once."""
+    """Every product failing (errors 5 of 5) exits 1, logged WARNING each and ERROR once."""
     store = tmp_path / "objects"
     store.mkdir()
     _uploaded(staging_dsn, store, 5)
@@ -421,9 +421,7 @@ def test_retry_delay_is_configurable(staging_db: Any, staging_dsn: str) -> None:
     """retry_failed spaces requeued products by RETRY_DELAY_SECONDS, keeping the last error."""
     seed_products(staging_dsn, 1, image_status="error")
     _sql(staging_dsn, "UPDATE raw_products SET download_attempts = 1, error_message = 'HTTP 500'")
-    config = Config.from_env(
-        {"STAGING_DB_URL": _url(staging_dsn), "RETRY_DELAY_SECONDS": "3600"}
-    )
+    config = Config.from_env({"STAGING_DB_URL": _url(staging_dsn), "RETRY_DELAY_SECONDS": "3600"})
     with bootstrap(config) as jobs:
         assert jobs.job("photo_downloader", "retry_failed").run().records_updated == 1
     ((status, wait, message),) = _sql(
@@ -520,9 +518,7 @@ def test_a_seventh_brand_needs_only_configuration(
     assert config.brands == ("zara", "lefties")
     assert host_jobs(config.brands)["apify"] == ("apify_zara", "apify_lefties")
     export = tmp_path / "lefties.jsonl"
-    export.write_text(
-        "\n".join(json.dumps(zara_item(n)) for n in (1, 2)) + "\n", encoding="utf-8"
-    )
+    export.write_text("\n".join(json.dumps(zara_item(n)) for n in (1, 2)) + "\n", encoding="utf-8")
     env.setenv("STAGING_DB_URL", _url(staging_dsn))
     env.setenv("BRANDS", "zara,lefties")
     assert run_host("apify", ["apify_lefties", "--from-file", str(export)]) == 0
@@ -549,7 +545,9 @@ def test_retention_removes_old_logs_and_delisted_objects_by_key_as_the_collage_r
 ) -> None:
     """Old run logs go; a long-delisted product's objects go by key; recent ones stay."""
     store_dir = tmp_path / "objects"
-    store = FileObjectStore(store_dir / "unde-images", public_base_url="http://s3.local/unde-images")
+    store = FileObjectStore(
+        store_dir / "unde-images", public_base_url="http://s3.local/unde-images"
+    )
     old, recent, listed = seed_products(staging_dsn, 3, photos=2)
     _sql(
         staging_dsn,
@@ -571,7 +569,8 @@ def test_retention_removes_old_logs_and_delisted_objects_by_key_as_the_collage_r
     _sql(
         staging_dsn,
         "INSERT INTO scraper_logs (scraper_name, status, started_at) VALUES"
-        " ('a', 'success', now() - interval '200 days'), ('b', 'success', now() - interval '1 day')",
+        " ('a', 'success', now() - interval '200 days'),"
+        " ('b', 'success', now() - interval '1 day')",
     )
     with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
         conn.execute("ALTER ROLE collage WITH LOGIN PASSWORD 'retention-test-pw'")
@@ -597,14 +596,14 @@ def test_retention_removes_old_logs_and_delisted_objects_by_key_as_the_collage_r
     assert not any(store.exists(key) for key in keys["700000000"])
     assert store.exists("originals/zara/700000000/9.jpg")
     assert all(store.exists(key) for key in keys["700000001"] + keys["700000002"])
-    rows = dict(
-        (row[0], row[1:])
+    rows = {
+        row[0]: row[1:]
         for row in _sql(
             staging_dsn,
             "SELECT id, image_status, collage_url IS NULL, objects_purged_at IS NOT NULL"
             " FROM raw_products",
         )
-    )
+    }
     assert rows[old] == ("pending", True, True)
     assert rows[recent] == ("collage_ready", False, False)
     assert rows[listed] == ("collage_ready", False, False)
@@ -624,7 +623,7 @@ def test_prune_refuses_to_keep_less_than_a_week(staging_db: Any, staging_dsn: st
 
 
 def test_retention_is_a_job_with_a_timer() -> None:
-    """retention is a collage-host job and has its timer unit."""
+    """Retention is a collage-host job and has its timer unit."""
     assert "retention" in host_jobs()["collage"]
     timer = ROOT / "deploy" / "systemd" / "undecat-collage-retention.timer"
     assert "Unit=undecat-collage@retention.service" in timer.read_text()

@@ -123,7 +123,7 @@ def test_a_long_read_makes_migrate_give_up_instead_of_blocking_jobs(
             thread = threading.Thread(target=job_reads)
             thread.start()
             try:
-                with pytest.raises(MigrationError, match="lock_timeout 0.3 s, 3 attempts"):
+                with pytest.raises(MigrationError, match=r"lock_timeout 0\.3 s, 3 attempts"):
                     apply_migrations(
                         Secret(dsn), "staging", root, lock_timeout=0.3, attempts=3,
                         sleep=pauses.append,
@@ -189,7 +189,7 @@ def test_a_concurrent_index_file_is_rerun_after_a_failure(
             "-- undecat: no-transaction\n"
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_probe_x ON probe (x);\n",
         )
-        with pytest.raises(MigrationError, match="0099_probe_index.sql failed"):
+        with pytest.raises(MigrationError, match=r"0099_probe_index\.sql failed"):
             apply_migrations(Secret(dsn), "staging", root)
         with psycopg.connect(dsn, autocommit=True) as conn:
             (valid,) = conn.execute(
@@ -237,8 +237,17 @@ def test_our_concurrent_index_is_valid(staging_dsn: str) -> None:
 def _previous_release(tmp_path: Path) -> Path:
     """The previous release's source tree, from git (offline: the clone has the history)."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", PREVIOUS_RELEASE, "src", "runners",
-         "sql"],  # fmt: skip
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "archive",
+            "--format=tar",
+            PREVIOUS_RELEASE,
+            "src",
+            "runners",
+            "sql",
+        ],
         capture_output=True,
         check=True,
         timeout=120,

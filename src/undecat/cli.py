@@ -66,15 +66,7 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     config: Config | None = None
     try:
         config = Config.from_env()
-        known = host_jobs(config.brands)
-        if host not in known:
-            raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(known)}")
-        if args.job not in known[host]:
-            raise ConfigError(
-                f"unknown job {args.job!r} for {host}; expected one of {', '.join(known[host])}"
-            )
-        if extra and host not in _HOSTS_WITH_OPTIONS:
-            raise ConfigError(f"{host} {args.job} takes no arguments; got {' '.join(extra)}")
+        _check_command(host_jobs(config.brands), host, args.job, extra)
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
     except (ConfigError, CredentialsError) as exc:
@@ -85,6 +77,20 @@ def run_host(host: str, argv: Sequence[str]) -> int:
         return EXIT_FAILED
     # A failed run's reason was logged once, at ERROR, with its summary (jobs.runlog).
     return exit_code(result)
+
+
+def _check_command(
+    known: dict[str, tuple[str, ...]], host: str, job: str, extra: Sequence[str]
+) -> None:
+    """ConfigError for an unknown host or job, or arguments a job does not take."""
+    if host not in known:
+        raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(known)}")
+    if job not in known[host]:
+        raise ConfigError(
+            f"unknown job {job!r} for {host}; expected one of {', '.join(known[host])}"
+        )
+    if extra and host not in _HOSTS_WITH_OPTIONS:
+        raise ConfigError(f"{host} {job} takes no arguments; got {' '.join(extra)}")
 
 
 def _version() -> str:

@@ -90,9 +90,7 @@ def _runs(args: argparse.Namespace) -> int:
     config = Config.from_env()
     since = datetime.now(UTC) - parse_since(args.since)
     with Database(_staging(config), max_size=1) as db:
-        rows = PostgresOperatorQueries(db).runs(
-            job=args.job, since=since, failed_only=args.failed
-        )
+        rows = PostgresOperatorQueries(db).runs(job=args.job, since=since, failed_only=args.failed)
     if not rows:
         print(f"no runs since {since:%Y-%m-%d %H:%M} UTC")  # noqa: T201
     for row in rows:

@@ -1,4 +1,7 @@
-"""Runner of the apify host: ``undecat-apify JOB`` or ``python -m undecat.runners.apify JOB``."""
+"""Runner of the apify host: ``undecat-apify JOB``.
+
+Also ``python -m undecat.runners.apify JOB``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Runner of the collage host: ``undecat-collage JOB`` or ``python -m undecat.runners.collage JOB``."""
+"""Runner of the collage host: ``undecat-collage JOB``.
+
+Also ``python -m undecat.runners.collage JOB``.
+"""
 
 from __future__ import annotations
 

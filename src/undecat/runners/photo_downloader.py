@@ -1,4 +1,7 @@
-"""Runner of the photo_downloader host: ``undecat-photo-downloader JOB`` or ``python -m undecat.runners.photo_downloader JOB``."""
+"""Runner of the photo_downloader host: ``undecat-photo-downloader JOB``.
+
+Also ``python -m undecat.runners.photo_downloader JOB``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Runner of the scraper host: ``undecat-scraper JOB`` or ``python -m undecat.runners.scraper JOB``."""
+"""Runner of the scraper host: ``undecat-scraper JOB``.
+
+Also ``python -m undecat.runners.scraper JOB``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Runner of the ximilar_sync host: ``undecat-ximilar-sync JOB`` or ``python -m undecat.runners.ximilar_sync JOB``."""
+"""Runner of the ximilar_sync host: ``undecat-ximilar-sync JOB``.
+
+Also ``python -m undecat.runners.ximilar_sync JOB``.
+"""
 
 from __future__ import annotations
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import errno
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from undecat.adapters.objectstore.keying import (

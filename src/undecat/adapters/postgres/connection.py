@@ -59,8 +59,7 @@ def translate_errors(
         message = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", secrets)
         if any(sign in str(exc) for sign in _REFUSED) or exc.sqlstate in ("28P01", "28000"):
             raise DatabaseCredentialsError(
-                f"{what}: the database refused the user or password ({message}):"
-                f" check {variable}",
+                f"{what}: the database refused the user or password ({message}): check {variable}",
                 variable=variable,
             ) from exc
         raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc

@@ -4,9 +4,9 @@
 applied inside one transaction together with its row in ``schema_migrations`` (file name and
 SHA-256), while the run holds a session advisory lock (taken by polling, see ``_acquire``), so
 two hosts migrating at once apply each file exactly once and a failing file leaves nothing
-behind. ``migrate`` therefore connects to PostgreSQL directly, never through PgBouncer. Before anything is applied, every
-recorded file is checked against the disk: a file edited (or removed) after it was applied
-stops the run with :class:`~undecat.errors.MigrationError`.
+behind. ``migrate`` therefore connects to PostgreSQL directly, never through PgBouncer.
+Before anything is applied, every recorded file is checked against the disk: a file edited
+(or removed) after it was applied stops the run with :class:`~undecat.errors.MigrationError`.
 
 **Lock timeout.** Each file runs with ``lock_timeout`` (``MIGRATE_LOCK_TIMEOUT``, default
 5 s): a long read holding a table makes the ``ALTER`` give up instead of waiting (and making
@@ -54,6 +54,7 @@ _LOCK_NOT_AVAILABLE = "55P03"
 def _code(text: str) -> bool:
     """Whether ``text`` holds SQL besides comments and blank lines."""
     return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
+
 
 # Any constant shared by every migrating process; the key of the advisory lock.
 _LOCK_KEY = 0x756E6465636174  # "undecat"
@@ -179,7 +180,14 @@ def apply_migrations(
     ):
         _acquire(conn, sleep)
         try:
-            return _apply_all(conn, migrations, lock_timeout, attempts, secrets, sleep)
+            return _apply_all(
+                conn,
+                migrations,
+                lock_timeout=lock_timeout,
+                attempts=attempts,
+                secrets=secrets,
+                sleep=sleep,
+            )
         finally:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
@@ -188,6 +196,7 @@ def apply_migrations(
 def _apply_all(
     conn: psycopg.Connection[Any],
     migrations: list[Migration],
+    *,
     lock_timeout: float,
     attempts: int,
     secrets: tuple[str, ...],
@@ -205,7 +214,7 @@ def _apply_all(
             try:
                 done = _apply_one(conn, migration, lock_timeout, secrets)
                 break
-            except _LockTimeout as exc:
+            except _LockTimeoutError as exc:
                 if attempt == attempts:
                     raise MigrationError(
                         f"{migration.filename} not applied: a table it changes stayed"
@@ -219,12 +228,15 @@ def _apply_all(
     return applied_now
 
 
-class _LockTimeout(Exception):
+class _LockTimeoutError(Exception):
     """A statement of a migration gave up waiting for a lock (SQLSTATE 55P03)."""
 
 
 def _apply_one(
-    conn: psycopg.Connection[Any], migration: Migration, lock_timeout: float, secrets: tuple[str, ...]
+    conn: psycopg.Connection[Any],
+    migration: Migration,
+    lock_timeout: float,
+    secrets: tuple[str, ...],
 ) -> bool:
     """Apply one file (True) or find it applied by another host meanwhile (False)."""
     timeout_ms = max(1, round(lock_timeout * 1000))
@@ -241,7 +253,7 @@ def _apply_one(
         except psycopg.Error as exc:
             first = redact_text(str(exc).strip().splitlines()[0], secrets)
             if exc.sqlstate == _LOCK_NOT_AVAILABLE:
-                raise _LockTimeout(first) from exc
+                raise _LockTimeoutError(first) from exc
             raise MigrationError(
                 f"{migration.filename} failed, nothing of it applied: {first}"
             ) from exc
@@ -275,7 +287,7 @@ def _apply_outside_transaction(
             except psycopg.Error as exc:
                 first = redact_text(str(exc).strip().splitlines()[0], secrets)
                 if exc.sqlstate == _LOCK_NOT_AVAILABLE:
-                    raise _LockTimeout(first) from exc
+                    raise _LockTimeoutError(first) from exc
                 raise MigrationError(
                     f"{migration.filename} failed (a no-transaction file: the statements"
                     f" before this one stay applied; it is re-run as a whole): {first}"

@@ -65,7 +65,8 @@ class PostgresOperatorQueries:
             "SELECT id, scraper_name, status, started_at, duration_seconds, records_fetched,"
             " records_new, records_updated, records_errors, error_message"
             " FROM scraper_logs WHERE started_at >= %(since)s"
-            " AND (%(job)s::text IS NULL OR scraper_name = %(job)s OR scraper_name LIKE %(qualified)s)"
+            " AND (%(job)s::text IS NULL OR scraper_name = %(job)s"
+            "      OR scraper_name LIKE %(qualified)s)"
             " AND (NOT %(failed)s OR status <> 'success')"
             " ORDER BY started_at DESC, id DESC LIMIT %(limit)s"
         )
