@@ -161,13 +161,13 @@ class ApifyCatalogSource:
         except ForbiddenError as exc:
             raise RemoteServiceError(
                 f"{what}: the Apify token may not do this (403 Forbidden):"
-                f" {redact_text(str(exc.message), secrets)}"
+                f" {one_line(redact_text(str(exc.message), secrets))}"
             ) from exc
         except NotFoundError as exc:
             hint = f": check {task_variable(brand)}" if brand else ""
             raise ConfigError(f"{what}: Apify does not know it (404 Not Found){hint}") from exc
         except ApifyApiError as exc:
-            message = redact_text(str(exc.message), secrets)
+            message = one_line(redact_text(str(exc.message), secrets))
             raise RemoteServiceError(
                 f"{what}: Apify answered {exc.status_code} after {exc.attempt} attempt(s):"
                 f" {message}"
@@ -182,7 +182,7 @@ class ApifyCatalogSource:
         except (ApifyClientError, pydantic.ValidationError, KeyError, ValueError) as exc:
             # A body that is not JSON, a run object that does not validate, or a page
             # without its x-apify-pagination-* headers: the API is not speaking its protocol.
-            message = redact_text(str(exc).splitlines()[0] if str(exc) else "", secrets)
+            message = one_line(redact_text(str(exc), secrets))
             raise RemoteServiceError(
                 f"{what}: Apify sent an answer the client cannot read"
                 f" ({type(exc).__name__}: {message})"
