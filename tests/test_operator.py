@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,15 @@ from psycopg import conninfo
 
 from tests.fakes import FakeClock
 from tests.fix_db import PgServer
+from tests.fix_origin import Origin, Reply
+from tests.fix_proxy import ProxyServer
+from tests.fix_s3 import S3Bucket
 from tests.fix_ximilar import COLLECTION, PREFIX, TOKEN, seed_products
+from tests.seed import draft
 from tests.strategies import zara_item
 from undecat.adapters.http.classify import status_failure
 from undecat.adapters.objectstore.filesystem import FileObjectStore
+from undecat.adapters.postgres import Database, PostgresCatalogStore
 from undecat.adapters.ximilar import RateLimiter, XimilarClient
 from undecat.bootstrap import bootstrap, host_jobs
 from undecat.cli import main, run_host
@@ -627,3 +633,41 @@ def test_retention_is_a_job_with_a_timer() -> None:
     assert "retention" in host_jobs()["collage"]
     timer = ROOT / "deploy" / "systemd" / "undecat-collage-retention.timer"
     assert "Unit=undecat-collage@retention.service" in timer.read_text()
+
+
+def test_a_product_failing_in_the_downloader_logs_a_warning(  # noqa: PLR0917
+    staging_db: Any,
+    staging_dsn: str,
+    origin: Origin,
+    proxy_server: ProxyServer,
+    origin_ca: Path,
+    s3_bucket: S3Bucket,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A photo the origin does not have fails its product with one WARNING line."""
+    origin.serve("/gone.jpg", Reply(status=404))
+    with Database(Secret(staging_dsn), max_size=1) as db:
+        PostgresCatalogStore(db).upsert_products(
+            [draft(1, external_id="1", original_image_urls=(origin.url("/gone.jpg"),))],
+            datetime.now(UTC),
+        )
+    config = Config.from_env(
+        {
+            "STAGING_DB_URL": staging_dsn,
+            "PROXY_URL": proxy_server.url,
+            "PROXY_CA_BUNDLE": str(origin_ca),
+            "ALLOWED_PHOTO_HOSTS": "localhost",
+            "DOWNLOAD_DELAY_MIN": "0",
+            "DOWNLOAD_DELAY_MAX": "0",
+            "DATA_DIR": str(tmp_path),
+            **s3_bucket.env(),
+        }
+    )
+    caplog.set_level(logging.INFO)
+    with bootstrap(config) as jobs:
+        result = jobs.job("photo_downloader", "download_pending").run()
+    assert result.records_errors == 1
+    failures = [r for r in caplog.records if r.getMessage().startswith("download: zara/1 failed")]
+    assert [r.levelno for r in failures] == [logging.WARNING]
+    assert exit_code(result) == 1  # the only product failed
