@@ -73,8 +73,8 @@ class _CountingStore:
     def delete_prefix(self, prefix: str) -> int:
         return 0
 
-    def delete(self, keys: Sequence[str]) -> None:
-        pass
+    def delete(self, keys: Sequence[str]) -> int:
+        return 0
 
     def public_url(self, key: str) -> str:
         return f"mem://{key}"

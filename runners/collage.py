@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Runner of the collage host: ``python runners/collage.py JOB``.
+"""Alias of ``undecat-collage JOB`` (``undecat.runners.collage``), for old command lines.
 
-The jobs are listed in ``undecat.bootstrap.HOST_JOBS``.
+Deploy the installed entry point instead: it runs the installed release, never this tree.
 """
 
 import sys
 
-from undecat.cli import run_host
+from undecat.runners.collage import main
 
 if __name__ == "__main__":
-    sys.exit(run_host("collage", sys.argv[1:]))
+    sys.exit(main())

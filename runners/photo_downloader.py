@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Runner of the photo_downloader host: ``python runners/photo_downloader.py JOB``.
+"""Alias of ``undecat-photo-downloader JOB``, kept for old command lines.
 
-The jobs are listed in ``undecat.bootstrap.HOST_JOBS``.
+Deploy the installed entry point instead: it runs the installed release, never this tree.
 """
 
 import sys
 
-from undecat.cli import run_host
+from undecat.runners.photo_downloader import main
 
 if __name__ == "__main__":
-    sys.exit(run_host("photo_downloader", sys.argv[1:]))
+    sys.exit(main())

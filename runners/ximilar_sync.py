@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Runner of the ximilar_sync host: ``python runners/ximilar_sync.py JOB``.
+"""Alias of ``undecat-ximilar-sync JOB`` (``undecat.runners.ximilar_sync``), for old command lines.
 
-The jobs are listed in ``undecat.bootstrap.HOST_JOBS``.
+Deploy the installed entry point instead: it runs the installed release, never this tree.
 """
 
 import sys
 
-from undecat.cli import run_host
+from undecat.runners.ximilar_sync import main
 
 if __name__ == "__main__":
-    sys.exit(run_host("ximilar_sync", sys.argv[1:]))
+    sys.exit(main())

@@ -261,12 +261,13 @@ class MemoryStore:
             del self.objects[key]
         return len(gone)
 
-    def delete(self, keys: Sequence[str]) -> None:
+    def delete(self, keys: Sequence[str]) -> int:
         self._check()
         with self.lock:
+            gone = [key for key in keys if self.objects.pop(key, None) is not None]
             for key in keys:
-                self.objects.pop(key, None)
                 self.content_types.pop(key, None)
+        return len(gone)
 
     def public_url(self, key: str) -> str:
         return self.base + key

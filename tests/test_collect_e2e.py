@@ -243,10 +243,10 @@ def test_invalid_token_writes_nothing_and_exits_non_zero(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A 401 from Apify stores no product, logs the run failed with a clear error, exits 1."""
+    """A 401 from Apify stores no product, logs the run failed naming APIFY_TOKEN, exits 2."""
     fake_apify.plan(TASK, RunPlan(items=[zara_item(1)]))
     _environment(monkeypatch, fake_apify, staging_dsn, APIFY_TOKEN="apify_api_revoked_0000")
-    assert run_host("apify", ["apify_zara"]) == 1
+    assert run_host("apify", ["apify_zara"]) == 2
     assert products(staging_db) == {}
     log = last_log(staging_db)
     assert log["status"] == "failed"

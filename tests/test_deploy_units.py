@@ -31,6 +31,7 @@ SCHEDULE = {
     ("collage", "process_new"): "*-*-* *:00/15:00 UTC",
     ("collage", "retry_failed"): "*-*-* *:30:00 UTC",
     ("collage", "cleanup_temp"): "*-*-* 04:00:00 UTC",
+    ("collage", "retention"): "*-*-* 03:20:00 UTC",  # not in the document: issue 17
     ("ximilar_sync", "ximilar_sync"): "Sun *-*-* 10:00:00 UTC",
     ("ximilar_sync", "ximilar_retry"): "*-*-* 12:00:00 UTC",
 }
@@ -58,9 +59,9 @@ def test_each_job_has_a_timer_at_the_documents_time(host: str, job: str) -> None
 
 @pytest.mark.parametrize("host", sorted(HOST_JOBS))
 def test_each_host_unit_runs_its_runner(host: str) -> None:
-    """The service template runs runners/<host>.py with the job name and the host's .env."""
+    """The service template runs the installed undecat-<host> entry point with the host's .env."""
     service = _read(UNITS / f"{_unit(host)}@.service")["Service"]
-    assert service["ExecStart"].endswith(f"runners/{host}.py %i")
+    assert service["ExecStart"] == f"/opt/unde/venv/bin/{_unit(host)} %i"
     assert service["EnvironmentFile"] == f"/opt/unde/{host}/.env"
     assert service["User"] == service["Group"] == _unit(host)
     assert service["Type"] == "oneshot"

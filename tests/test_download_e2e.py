@@ -244,18 +244,19 @@ def test_proxy_refusing_credentials_fails_the_run_and_marks_nothing(
     origin: Origin,
     proxy_server: ProxyServer,
 ) -> None:
-    """A 407 stops the run (exit 1), releases every claim and keeps the password out of logs."""
+    """A 407 stops the run (exit 2 naming PROXY_URL), releases every claim, hides the password."""
     origin.serve("/p/1.jpg", Reply(body=rgb_jpeg()))
     add_products(staging_db, {str(n): [origin.url("/p/1.jpg", tls=True)] for n in range(5)})
     proc = run_runner({**env, "PROXY_URL": proxy_server.url_with("wrong-s3cret-pass")})
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 2, err
     assert "407" in err
+    assert "PROXY_URL" in err
     assert "wrong-s3cret-pass" not in out + err
     _assert_released(staging_dsn)
     log = last_run(staging_dsn)
     assert log["status"] == "failed"
-    assert "ProxyError" in log["error_message"]
+    assert "ProxyCredentialsError" in log["error_message"]
     assert "wrong-s3cret-pass" not in str(log)
 
 

@@ -13,7 +13,7 @@ from urllib3 import exceptions as u3
 from undecat.adapters.http.backoff import backoff_wait, retry_after_seconds
 from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
 from undecat.adapters.http.urls import AllowedHosts
-from undecat.errors import PhotoError, PhotoTransportError, ProxyError
+from undecat.errors import PhotoError, PhotoTransportError, ProxyCredentialsError, ProxyError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SCHEDULE = (5.0, 15.0, 45.0)
@@ -138,8 +138,8 @@ def test_tunnel_status_is_read_from_urllib3s_proxy_error() -> None:
 @pytest.mark.parametrize(
     ("status", "tunnel", "kind"),
     [
-        (407, False, ProxyError),
-        (407, True, ProxyError),
+        (407, False, ProxyCredentialsError),  # a ProxyError naming PROXY_URL (exit 2)
+        (407, True, ProxyCredentialsError),
         (403, True, ProxyError),  # the proxy refuses the tunnel itself
         (403, False, PhotoTransportError),  # the CDN refuses this photo (or all of us)
         (404, False, PhotoError),

@@ -283,8 +283,10 @@ def test_s3_going_down_mid_run(s3_factory: Callable[[], SeaweedS3], tmp_path: Pa
 
 
 def test_config_selects_the_store(tmp_path: Path, s3_bucket: S3Bucket) -> None:
-    """http(s) endpoints give S3; file:// and no endpoint give the folder store, rooted right."""
-    embedded = open_object_store(Config.from_env({"DATA_DIR": str(tmp_path)}))
+    """http(s) endpoints give S3; file:// and OBJECT_STORE_DIR the folder store; none: refused."""
+    with pytest.raises(ConfigError, match="OBJECT_STORE_DIR"):
+        open_object_store(Config.from_env({"DATA_DIR": str(tmp_path)}))
+    embedded = open_object_store(Config.from_env({"OBJECT_STORE_DIR": str(tmp_path / "objects")}))
     assert isinstance(embedded, FileObjectStore)
     assert embedded.root == (tmp_path / "objects" / "unde-images").resolve()
     assert embedded.public_url("a/b.jpg") == (tmp_path / "objects/unde-images/a/b.jpg").as_uri()

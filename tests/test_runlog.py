@@ -109,7 +109,8 @@ def test_job_names_are_the_documents() -> None:
         "apify_oysho",
     )
     assert HOST_JOBS["photo_downloader"] == ("download_pending", "retry_failed", "cleanup_temp")
-    assert HOST_JOBS["collage"] == ("process_new", "retry_failed", "cleanup_temp")
+    # retention is ours (issue 17: run-log and delisted-object retention), not the document's.
+    assert HOST_JOBS["collage"] == ("process_new", "retry_failed", "cleanup_temp", "retention")
     assert HOST_JOBS["ximilar_sync"] == ("ximilar_sync", "ximilar_retry")
     assert HOST_JOBS["scraper"] == ("availability_poll", "sync_to_production")
 

@@ -29,18 +29,23 @@ from undecat.errors import ConfigError
 from undecat.jobs.runlog import Job
 from undecat.redact import Secret
 
-__all__ = ["HOST_JOBS", "Jobs", "bootstrap"]
+__all__ = ["HOST_JOBS", "Jobs", "bootstrap", "host_jobs"]
 
 #: The job names of the source document, per host (runner script).
 HOST_JOBS: dict[str, tuple[str, ...]] = {
     "apify": tuple(f"apify_{brand}" for brand in BRANDS),
     "photo_downloader": ("download_pending", "retry_failed", "cleanup_temp"),
-    "collage": ("process_new", "retry_failed", "cleanup_temp"),
+    "collage": ("process_new", "retry_failed", "cleanup_temp", "retention"),
     "ximilar_sync": ("ximilar_sync", "ximilar_retry"),
     "scraper": ("availability_poll", "sync_to_production"),
 }
 
 _T = TypeVar("_T")
+
+
+def host_jobs(brands: tuple[str, ...] = BRANDS) -> dict[str, tuple[str, ...]]:
+    """The job names per host for the configured brands (``BRANDS``): one apify job each."""
+    return {**HOST_JOBS, "apify": tuple(f"apify_{brand}" for brand in brands)}
 
 
 class Resources:
@@ -138,7 +143,9 @@ class Resources:
                     self.staging_db(),
                     stage,
                     max_attempts=self.config.max_retries,
-                    retry_spacing=_RETRY_SPACING.get(stage, _DEFAULT_RETRY_SPACING),
+                    retry_spacing=_RETRY_SPACING.get(
+                        stage, timedelta(seconds=self.config.retry_delay_seconds)
+                    ),
                 )
             ),
         )
@@ -208,9 +215,9 @@ class Resources:
         return secret_values(self.config)
 
 
-#: How long a requeued failure waits before it is claimed again. ximilar_retry requeues and
-#: syncs in one run (and runs once a day), so its requeued rows must be claimable at once.
-_DEFAULT_RETRY_SPACING = timedelta(minutes=5)
+#: How long a requeued failure waits before it is claimed again: ``RETRY_DELAY_SECONDS``
+#: (default 5 minutes), except ximilar_retry, which requeues and syncs in one run (and runs
+#: once a day), so its requeued rows must be claimable at once.
 _RETRY_SPACING = {Stage.XIMILAR: timedelta(0)}
 
 
@@ -238,11 +245,12 @@ class Jobs:
 
     def job(self, host: str, name: str) -> Job:
         """Build the job ``name`` of ``host``; ConfigError for an unknown one."""
-        if host not in HOST_JOBS:
-            raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(HOST_JOBS)}")
-        if name not in HOST_JOBS[host]:
+        known = host_jobs(self.resources.config.brands)
+        if host not in known:
+            raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(known)}")
+        if name not in known[host]:
             raise ConfigError(
-                f"unknown job {name!r} for {host}; expected one of {', '.join(HOST_JOBS[host])}"
+                f"unknown job {name!r} for {host}; expected one of {', '.join(known[host])}"
             )
         factory = self._factories.get((host, name))
         if factory is None:
@@ -320,7 +328,7 @@ def _wire_apify(resources: Resources) -> _Wiring:
             brand=brand,
             source=source,
             store=store,
-            mapper=mapper_for(brand),
+            mapper=mapper_for(brand, brands=config.brands),
             clock=resources.clock(),
             source_kind=kind,
             delist=options.delist,
@@ -330,7 +338,7 @@ def _wire_apify(resources: Resources) -> _Wiring:
     def factory(brand: str) -> Callable[[], Job]:
         return lambda: collect(brand)
 
-    for brand in BRANDS:
+    for brand in resources.config.brands:
         yield ("apify", f"apify_{brand}"), factory(brand)
 
 
@@ -430,6 +438,33 @@ def _wire_collage(resources: Resources) -> _Wiring:
 
     yield ("collage", "process_new"), process_new
     yield from _wire_housekeeping(resources, "collage", Stage.COLLAGE)
+    yield from _wire_retention(resources)
+
+
+def _wire_retention(resources: Resources) -> _Wiring:
+    """``retention`` (collage host): old run logs, delisted products' objects by key."""
+
+    def retention() -> Job:
+        from undecat.adapters.postgres.operator import PostgresRetentionStore  # noqa: PLC0415
+        from undecat.jobs.retention import retention as work  # noqa: PLC0415
+
+        config = resources.config
+        store = PostgresRetentionStore(resources.staging_db())
+        objects = resources.object_store()
+        return Job(
+            _scraper_name("collage", "retention"),
+            lambda: work(
+                store,
+                objects,
+                resources.clock(),
+                run_log_days=config.run_log_retention_days,
+                delisted_days=config.delisted_retention_days,
+                batch_size=config.batch_size,
+            ),
+            resources.recorder(),
+        )
+
+    yield ("collage", "retention"), retention
 
 
 # --- ximilar_sync host ----------------------------------------------------------------------

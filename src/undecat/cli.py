@@ -6,6 +6,7 @@
     undecat health [--host H] [--json]  (is each host able to run its jobs; exit 0/1/2)
     runners/HOST.py health [--json]  (the same, for that host)
     undecat demo                     (the whole pipeline on embedded defaults)
+    undecat runs | show | pilot | notify-failure   (operator commands, docs/runbook.md)
 
 Exit codes: 0 the job did its work; 1 it failed (logged in ``scraper_logs``);
 2 bad configuration or usage (one line naming the problem). ``health`` exits 0 healthy,
@@ -25,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from undecat.config import Config
-from undecat.domain.status import RunStatus
-from undecat.errors import ConfigError, UndecatError
+from undecat.errors import ConfigError, CredentialsError, UndecatError
 from undecat.redact import RedactingFilter, Secret, redact_text
 
 __all__ = ["main", "run_host"]
@@ -52,34 +52,67 @@ def _fail(message: str, config: Config | None = None) -> None:
     print(f"undecat: {redact_text(message, secrets)}", file=sys.stderr)  # noqa: T201
 
 
+#: Hosts whose jobs take options of their own (the rest refuse any argument after JOB).
+_HOSTS_WITH_OPTIONS = frozenset({"apify"})
+
+
 def run_host(host: str, argv: Sequence[str]) -> int:
-    """Run one job of ``host`` (the runners' entry point); return the exit code."""
-    from undecat.bootstrap import HOST_JOBS, bootstrap  # noqa: PLC0415
+    """Run one job of ``host`` (the runners' entry point); return the exit code.
+
+    The exit code follows :func:`undecat.domain.outcome.exit_code`: 0 the run did its work,
+    1 it failed (every product failing counts), 2 configuration (incl. a refused password).
+    """
+    from undecat.bootstrap import bootstrap, host_jobs  # noqa: PLC0415
+    from undecat.domain.outcome import exit_code  # noqa: PLC0415
 
     if list(argv)[:1] == ["health"]:
         return _health_main([host], list(argv)[1:], prog=f"runners/{host}.py health")
     parser = argparse.ArgumentParser(
-        prog=f"runners/{host}.py", description=f"Run a job of the {host} host (or `health`)."
+        prog=f"undecat-{host.replace('_', '-')}",
+        description=f"Run a job of the {host} host (or `health`).",
     )
-    parser.add_argument("job", choices=HOST_JOBS.get(host, ()))
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("job")
     args, extra = parser.parse_known_args(list(argv))
     _setup_logging()
     config: Config | None = None
     try:
         config = Config.from_env()
         _setup_logging(config)
+        _check_command(host_jobs(config.brands), host, args.job, extra)
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
-    except ConfigError as exc:
+    except (ConfigError, CredentialsError) as exc:
         _fail(str(exc), config)
         return EXIT_USAGE
     except UndecatError as exc:
         _fail(f"{host} {args.job}: {exc}", config)
         return EXIT_FAILED
-    if result.status == RunStatus.FAILED:
-        _fail(f"{host} {args.job} failed: {result.error_message}", config)
-        return EXIT_FAILED
-    return EXIT_OK
+    # A failed run's reason was logged once, at ERROR, with its summary (jobs.runlog).
+    return exit_code(result)
+
+
+def _check_command(
+    known: dict[str, tuple[str, ...]], host: str, job: str, extra: Sequence[str]
+) -> None:
+    """ConfigError for an unknown host or job, or arguments a job does not take."""
+    if host not in known:
+        raise ConfigError(f"unknown host {host!r}; expected one of {', '.join(known)}")
+    if job not in known[host]:
+        raise ConfigError(
+            f"unknown job {job!r} for {host}; expected one of {', '.join(known[host])}"
+        )
+    if extra and host not in _HOSTS_WITH_OPTIONS:
+        raise ConfigError(f"{host} {job} takes no arguments; got {' '.join(extra)}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return f"undecat {version('undecat')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "undecat (not installed)"
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -94,7 +127,13 @@ def _migrate(args: argparse.Namespace) -> int:
     if url is None:
         variable = "STAGING_DB_URL" if args.database == "staging" else "PRODUCTION_DB_URL"
         raise ConfigError(f"{variable} is not set (or pass --url)")
-    applied = apply_migrations(url, args.database, Path(args.sql_dir) if args.sql_dir else None)
+    applied = apply_migrations(
+        url,
+        args.database,
+        Path(args.sql_dir) if args.sql_dir else None,
+        lock_timeout=config.migrate_lock_timeout,
+        attempts=config.migrate_attempts,
+    )
     print(  # noqa: T201
         f"{args.database}: applied {len(applied)} migration(s)"
         + (": " + ", ".join(applied) if applied else " (up to date)")
@@ -194,7 +233,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``undecat`` command."""
+    from undecat.operator_cli import add_operator_commands  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="undecat", description="UNDE catalog pipeline.")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help="apply pending schema migrations")
     migrate.add_argument("--database", choices=("staging", "production"), default="staging")
@@ -221,16 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("job")
     run.add_argument("rest", nargs=argparse.REMAINDER)
     run.set_defaults(func=_run)
+    add_operator_commands(commands)
     given = list(sys.argv[1:] if argv is None else argv)
     if given[:1] == ["demo"]:
         from undecat.demo import main as demo_main  # noqa: PLC0415
 
         _setup_logging()
-        return demo_main(given[1:])
+        try:
+            return demo_main(given[1:])
+        except UndecatError as exc:  # e.g. the embedded extra is missing: one line, no trace
+            _fail(f"demo: {exc}")
+            return EXIT_USAGE
     args = parser.parse_args(given)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, CredentialsError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except UndecatError as exc:

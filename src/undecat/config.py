@@ -41,6 +41,7 @@ DEFAULT_ALLOWED_PHOTO_HOSTS: tuple[str, ...] = (
 )
 
 _T = TypeVar("_T")
+_BRAND = re.compile(r"[a-z][a-z0-9]{0,39}")
 
 
 def _show_url(secret: Secret | None) -> str:
@@ -122,23 +123,51 @@ class Config:
     # Operations (health, metrics).
     metrics_dir: Path | None = None
     health_proxy_probe_url: str = "https://static.zara.net/"
+    # Operations (issue 17). ``object_store_dir``: the single-host folder store; with neither
+    # it nor ``s3_endpoint`` set, a runner refuses to start (see ``require_object_store``).
+    object_store_dir: Path | None = None
+    brands: tuple[str, ...] = BRANDS
+    retry_delay_seconds: float = 300.0
+    run_log_retention_days: int = 180
+    delisted_retention_days: int = 90
+    migrate_lock_timeout: float = 5.0
+    migrate_attempts: int = 5
+    failure_webhook_url: Secret | None = attrs.field(default=None, repr=_show_url)
 
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
         if self.s3_public_base_url:
             return self.s3_public_base_url.rstrip("/")
+        if self.s3_endpoint is None and self.object_store_dir is not None:
+            return (self.object_store_dir / self.s3_bucket).resolve().as_uri()
         if self.s3_endpoint is None:
             return (self.data_dir / "objects" / self.s3_bucket).resolve().as_uri()
         if self.s3_endpoint.startswith("file://"):
             return f"{self.s3_endpoint.rstrip('/')}/{self.s3_bucket}"
         return f"{self.s3_endpoint.rstrip('/')}/{self.s3_bucket}"
 
+    def object_store_root(self) -> str:
+        """Return ``S3_ENDPOINT``, or ``OBJECT_STORE_DIR`` as a ``file://`` URL; else refuse.
+
+        Outside the demo no host may fall back to a folder of its own: a downloader storing
+        photos locally while the collage host looks elsewhere fails every product silently.
+        """
+        if self.s3_endpoint is not None:
+            return self.s3_endpoint
+        if self.object_store_dir is not None:
+            return self.object_store_dir.resolve().as_uri()
+        raise ConfigError(
+            "no object store is configured: set S3_ENDPOINT (hosts sharing a bucket) or"
+            " OBJECT_STORE_DIR (a single-host install keeping objects in a folder)"
+        )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         """Build the configuration from ``environ`` (default: ``os.environ``)."""
         env = _Env(os.environ if environ is None else environ)
         tasks = dict(DEFAULT_APIFY_TASKS)
-        for brand in BRANDS:
+        brands = env.brands("BRANDS", BRANDS)
+        for brand in brands:
             task = env.text(f"APIFY_TASK_{brand.upper()}")
             if task:
                 tasks[brand] = task
@@ -208,6 +237,16 @@ class Config:
             metrics_dir=env.path("UNDECAT_METRICS_DIR"),
             health_proxy_probe_url=env.plain_url("HEALTH_PROXY_PROBE_URL", ("http", "https"))
             or "https://static.zara.net/",
+            object_store_dir=env.path("OBJECT_STORE_DIR"),
+            brands=brands,
+            retry_delay_seconds=env.number("RETRY_DELAY_SECONDS", float, 300.0, minimum=0),
+            run_log_retention_days=env.number("RUN_LOG_RETENTION_DAYS", int, 180, minimum=7),
+            delisted_retention_days=env.number("DELISTED_RETENTION_DAYS", int, 90, minimum=1),
+            migrate_lock_timeout=env.number(
+                "MIGRATE_LOCK_TIMEOUT", float, 5.0, minimum=0.001, maximum=3600
+            ),
+            migrate_attempts=env.number("MIGRATE_ATTEMPTS", int, 5, minimum=1),
+            failure_webhook_url=env.url("FAILURE_WEBHOOK_URL", ("http", "https")),
         )
 
 
@@ -294,6 +333,19 @@ class _Env:
                     f"{name} must list host names or host:port, like 'static.zara.net,"
                     f" cdn.example:8443', got {word!r}"
                 )
+        return words
+
+    def brands(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        words = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
+        bad = [w for w in words if not _BRAND.fullmatch(w)]
+        if not words or bad:
+            raise ConfigError(
+                f"{name} must be comma-separated brand slugs like 'zara,bershka'"
+                f" (lower-case letters and digits), got {raw!r}"
+            )
         return words
 
     def path(self, name: str, *, must_exist: bool = False) -> Path | None:

@@ -153,6 +153,8 @@ def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
                 {
                     "STAGING_DB_URL": server.dsn,
                     "DATA_DIR": str(data_dir),
+                    # The demo is one host: its objects live in a folder, said explicitly.
+                    "OBJECT_STORE_DIR": str(data_dir / "objects"),
                     "ALLOWED_PHOTO_HOSTS": "127.0.0.1",
                     # The demo's origin is plain http on a free port of this machine.
                     "ALLOWED_PHOTO_HTTP_HOSTS": origin.partition("://")[2],

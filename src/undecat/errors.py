@@ -20,16 +20,21 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DatabaseConfigurationError",
+    "CredentialsError",
+    "DatabaseCredentialsError",
     "DatabaseUnavailableError",
     "InvalidItemError",
     "LeaseLostError",
     "MigrationError",
+    "ObjectStoreCredentialsError",
     "ObjectStoreUnavailableError",
     "OutageError",
     "PhotoError",
     "PhotoTransportError",
     "ProductError",
+    "ProxyCredentialsError",
     "ProxyError",
+    "RemoteCredentialsError",
     "RemoteServiceError",
     "UndecatError",
     "UserMediaError",
@@ -118,6 +123,34 @@ class ProxyError(OutageError):
 
 class RemoteServiceError(OutageError):
     """An outside API (Apify, Ximilar, a brand site) is down, refuses the token, or misbehaves."""
+
+
+class CredentialsError(OutageError):
+    """A service refused our password, token or key: the message names the variable to fix.
+
+    It is an outage to a job (stop, release, mark nothing) and configuration to the operator:
+    the runners exit 2 for it, like a :class:`ConfigError`.
+    """
+
+    def __init__(self, message: str, *, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class DatabaseCredentialsError(CredentialsError, DatabaseUnavailableError):
+    """PostgreSQL (or PgBouncer) refused the user or password of a ``*_DB_URL``."""
+
+
+class ObjectStoreCredentialsError(CredentialsError, ObjectStoreUnavailableError):
+    """The object store refused ``S3_ACCESS_KEY`` / ``S3_SECRET_KEY``."""
+
+
+class ProxyCredentialsError(CredentialsError, ProxyError):
+    """The proxy refused the credentials in ``PROXY_URL`` (407)."""
+
+
+class RemoteCredentialsError(CredentialsError, RemoteServiceError):
+    """An outside API refused its token (``APIFY_TOKEN``, ``XIMILAR_API_TOKEN``)."""
 
 
 class LeaseLostError(UndecatError):

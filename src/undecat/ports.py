@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import attrs
+
 from undecat.domain.models import (
     AvailabilityRecord,
     Claim,
@@ -32,12 +34,14 @@ __all__ = [
     "CatalogSource",
     "CatalogStore",
     "Clock",
+    "DelistedObjects",
     "FetchedPhoto",
     "Metrics",
     "ObjectStore",
     "OpsReport",
     "PhotoFetcher",
     "ProductionCatalog",
+    "RetentionStore",
     "RunRecorder",
     "RunningLog",
     "StatusReport",
@@ -228,8 +232,11 @@ class ObjectStore(Protocol):
         """Delete every object under ``prefix``; return how many."""
         ...
 
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete the objects at ``keys`` by key (no listing); a key with no object is fine."""
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the objects at ``keys`` by key, never by listing; return how many went.
+
+        A key with no object is fine (S3 does not say which existed: there, the keys asked).
+        """
         ...
 
     def public_url(self, key: str) -> str:
@@ -315,4 +322,28 @@ class OpsReport(Protocol):
 
     def queue_depth(self) -> list[QueueDepth]:
         """Return the products waiting per stage, status (pending / error) and brand."""
+@attrs.frozen
+class DelistedObjects:
+    """A product delisted long enough ago whose stored objects are to be removed."""
+
+    row_id: int
+    brand: str
+    external_id: str
+    photos: int
+    has_collage: bool
+
+
+class RetentionStore(Protocol):
+    """What the retention job removes from the staging database."""
+
+    def delete_run_logs_older_than(self, days: int) -> int:
+        """Delete finished ``scraper_logs`` rows started over ``days`` days ago; how many."""
+        ...
+
+    def delisted_before(self, cutoff: datetime, limit: int) -> list[DelistedObjects]:
+        """Products delisted before ``cutoff`` that still hold photos or a collage."""
+        ...
+
+    def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
+        """Mark a still-delisted product's objects deleted; False if it came back."""
         ...

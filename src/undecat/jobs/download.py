@@ -362,7 +362,7 @@ class PhotoDownloader:
             tally.add(stored=1)
         else:
             tally.add(failed=1)
-            _log.info("download: %s failed: %s", _name(claim.product), error)
+            _log.warning("download: %s failed: %s", _name(claim.product), error)
 
     def _store_photos(self, product: Product, tally: _Tally) -> tuple[str, ...]:
         """Fetch, validate and upload every photo of ``product`` in order; return their URLs."""

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from undecat.domain.models import RunResult
+from undecat.domain.outcome import run_failed
 from undecat.domain.status import RunStatus
 from undecat.errors import UndecatError
 from undecat.ports import Metrics, RunRecorder
@@ -66,14 +67,19 @@ def logged(
         )
         raise
     recorder.finish(run, result)
-    _log.info(
-        "%s: %s (fetched %d, new %d, updated %d, errors %d)",
+    # A failed run's summary is an ERROR (with its reason); a dry run says so.
+    failed = run_failed(result)
+    _log.log(
+        logging.ERROR if failed else logging.INFO,
+        "%s: %s%s (fetched %d, new %d, updated %d, errors %d)%s",
         scraper_name,
         result.status,
+        " (dry run: nothing sent)" if result.metadata.get("dry_run") else "",
         result.records_fetched,
         result.records_new,
         result.records_updated,
         result.records_errors,
+        f": {result.error_message}" if failed and result.error_message else "",
     )
     return result
 

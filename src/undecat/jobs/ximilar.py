@@ -294,6 +294,7 @@ class _Batch:
         if self._dry_run:
             return
         if problems:
+            _log.warning("ximilar: %s failed: %s", plan.external_id, "; ".join(problems))
             self._queue.fail(claim, "ximilar: " + "; ".join(problems))
             self._tally.failed += 1
             return

@@ -251,8 +251,16 @@ def _optional_text(value: str | None) -> str | None:
     return value.strip() or None
 
 
-def mapper_for(brand: str, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> ItemMapper:
-    """Return the item mapper of ``brand`` (all six Inditex brands share one format)."""
-    if brand not in BRANDS:
-        raise ConfigError(f"unknown brand {brand!r}; expected one of {', '.join(BRANDS)}")
+def mapper_for(
+    brand: str,
+    *,
+    max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+    brands: tuple[str, ...] = BRANDS,
+) -> ItemMapper:
+    """Return the item mapper of ``brand``, one of ``brands`` (the configured ``BRANDS``).
+
+    Every Inditex brand shares one format; a brand added by configuration uses it too.
+    """
+    if brand not in brands:
+        raise ConfigError(f"unknown brand {brand!r}; expected one of {', '.join(brands)}")
     return InditexItemMapper(brand, max_item_bytes=max_item_bytes)

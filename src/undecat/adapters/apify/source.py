@@ -35,8 +35,9 @@ from apify_client.errors import (
     UnauthorizedError,
 )
 
-from undecat.errors import ConfigError, RemoteServiceError, UndecatError
+from undecat.errors import ConfigError, RemoteCredentialsError, RemoteServiceError, UndecatError
 from undecat.redact import Secret, redact_text, redact_url
+from undecat.text import one_line
 
 __all__ = ["FINISHED", "ApifyCatalogSource", "ApifyRun", "task_variable"]
 
@@ -166,32 +167,35 @@ class ApifyCatalogSource:
         try:
             yield
         except UnauthorizedError as exc:
-            raise RemoteServiceError(
-                f"{what}: Apify refused the token (401 Unauthorized): check APIFY_TOKEN"
+            raise RemoteCredentialsError(
+                f"{what}: Apify refused the token (401 Unauthorized): check APIFY_TOKEN",
+                variable="APIFY_TOKEN",
             ) from exc
         except ForbiddenError as exc:
             raise RemoteServiceError(
                 f"{what}: the Apify token may not do this (403 Forbidden):"
-                f" {redact_text(str(exc.message), secrets)}"
+                f" {one_line(redact_text(str(exc.message), secrets))}"
             ) from exc
         except NotFoundError as exc:
             hint = f": check {task_variable(brand)}" if brand else ""
             raise ConfigError(f"{what}: Apify does not know it (404 Not Found){hint}") from exc
         except ApifyApiError as exc:
-            message = redact_text(str(exc.message), secrets)
+            message = one_line(redact_text(str(exc.message), secrets))
             raise RemoteServiceError(
                 f"{what}: Apify answered {exc.status_code} after {exc.attempt} attempt(s):"
                 f" {message}"
             ) from exc
         except (impit.HTTPError, impit.InvalidURL) as exc:
-            message = redact_text(str(exc), secrets)
+            # impit's message is a multi-line hyper_util dump: one line is kept, cut short.
+            message = one_line(redact_text(str(exc), secrets))
             raise RemoteServiceError(
-                f"{what}: cannot reach Apify at {redact_url(self._api_url)}: {message}"
+                f"{what}: cannot reach Apify at {redact_url(self._api_url)} ({message}):"
+                " check APIFY_API_URL and the network, then run the job again"
             ) from exc
         except (ApifyClientError, pydantic.ValidationError, KeyError, ValueError) as exc:
             # A body that is not JSON, a run object that does not validate, or a page
             # without its x-apify-pagination-* headers: the API is not speaking its protocol.
-            message = redact_text(str(exc).splitlines()[0] if str(exc) else "", secrets)
+            message = one_line(redact_text(str(exc), secrets))
             raise RemoteServiceError(
                 f"{what}: Apify sent an answer the client cannot read"
                 f" ({type(exc).__name__}: {message})"

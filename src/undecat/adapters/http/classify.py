@@ -39,7 +39,13 @@ from urllib.parse import urlsplit
 
 from urllib3 import exceptions as u3
 
-from undecat.errors import PhotoError, PhotoTransportError, ProxyError, UndecatError
+from undecat.errors import (
+    PhotoError,
+    PhotoTransportError,
+    ProxyCredentialsError,
+    ProxyError,
+    UndecatError,
+)
 
 __all__ = ["GATEWAY_STATUSES", "request_failure", "status_failure", "tunnel_status"]
 
@@ -74,7 +80,11 @@ def tunnel_status(exc: u3.ProxyError) -> tuple[int, str] | None:
 def status_failure(status: int, reason: str, url: str, *, tunnel: bool) -> UndecatError:
     """Return the error for a final non-success status (after any backoff)."""
     if status == 407:
-        return ProxyError("the proxy refused our credentials (407 Proxy Authentication Required)")
+        return ProxyCredentialsError(
+            "the proxy refused our credentials (407 Proxy Authentication Required):"
+            " check the user and password in PROXY_URL",
+            variable="PROXY_URL",
+        )
     if tunnel and status == 403:
         return ProxyError("the proxy refused to open a tunnel (403 Forbidden)")
     text = _REASONS.get(status) or reason.strip().lower() or "unexpected answer"

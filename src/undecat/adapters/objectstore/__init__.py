@@ -2,7 +2,8 @@
 
 :func:`open_object_store` chooses from the configuration: ``S3_ENDPOINT`` ``http(s)://``
 -> :class:`S3ObjectStore`; ``file:///path`` -> :class:`FileObjectStore` in
-``/path/{S3_BUCKET}``; unset -> :class:`FileObjectStore` in ``DATA_DIR/objects/{S3_BUCKET}``.
+``/path/{S3_BUCKET}``; unset -> ``OBJECT_STORE_DIR/{S3_BUCKET}`` when that is set, else
+ConfigError (no host silently keeps objects of its own).
 """
 
 from __future__ import annotations
@@ -49,10 +50,7 @@ def s3_settings(config: Config) -> S3Settings:
 
 def open_object_store(config: Config) -> S3ObjectStore | FileObjectStore:
     """Build the catalog bucket's store (``S3_BUCKET``) from the configuration."""
-    endpoint = config.s3_endpoint
-    if endpoint is None:
-        root = config.data_dir / "objects" / config.s3_bucket
-        return FileObjectStore(root, public_base_url=config.public_base_url())
+    endpoint = config.object_store_root()  # ConfigError when neither store is configured
     if endpoint.startswith("file://"):
         parts = urlsplit(endpoint)
         if parts.netloc not in ("", "localhost"):

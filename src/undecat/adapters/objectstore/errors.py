@@ -24,7 +24,12 @@ from contextlib import contextmanager
 
 import botocore.exceptions
 
-from undecat.errors import ObjectStoreUnavailableError, ProductError, UndecatError
+from undecat.errors import (
+    ObjectStoreCredentialsError,
+    ObjectStoreUnavailableError,
+    ProductError,
+    UndecatError,
+)
 
 __all__ = ["PRODUCT_CODES", "error_code", "translate_errors"]
 
@@ -68,9 +73,10 @@ def translate_errors(operation: str, where: str) -> Iterator[None]:
             what = "does not exist" if code == "NoSuchKey" else f"was refused ({code})"
             raise ProductError(f"S3 {operation} at {where}: the object {what}") from exc
         if code in _CREDENTIAL_CODES:
-            raise ObjectStoreUnavailableError(
+            raise ObjectStoreCredentialsError(
                 f"S3 {operation} at {where}: the store refused our credentials ({code}); "
-                "check S3_ACCESS_KEY and S3_SECRET_KEY"
+                "check S3_ACCESS_KEY and S3_SECRET_KEY",
+                variable="S3_ACCESS_KEY",
             ) from exc
         if code == "NoSuchBucket":
             raise ObjectStoreUnavailableError(

@@ -121,18 +121,20 @@ class FileObjectStore:
             raise self._outage("delete_prefix", exc) from exc
         return deleted
 
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete the objects at ``keys``; a key with no object is fine."""
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the objects at ``keys`` by key (a key with no object is fine); how many were."""
+        deleted = 0
         for key in keys:
-            path = self._path(key)
             try:
-                path.unlink(missing_ok=True)
-            except (IsADirectoryError, NotADirectoryError):
+                self._path(key).unlink()
+                deleted += 1
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue  # no object there, only a folder (or a file where a folder would be)
             except OSError as exc:
                 if exc.errno in _PRODUCT_ERRNOS:
                     continue
                 raise self._outage("delete", exc) from exc
+        return deleted
 
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""

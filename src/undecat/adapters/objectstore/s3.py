@@ -91,8 +91,11 @@ class S3ObjectStore:
         with translate_errors("delete_prefix", self._where):
             return delete_folder(self._client, self.bucket, folder, page_size=self._page_size)
 
-    def delete(self, keys: Sequence[str]) -> None:
-        """Delete the objects at ``keys`` by key, a request per thousand; missing ones are fine."""
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the objects at ``keys`` by key (no listing), a thousand per request.
+
+        Missing keys are fine; S3 does not say which existed, so the count is of keys asked.
+        """
         checked = [checked_key(key) for key in keys]
         with translate_errors("delete", self._where):
             for start in range(0, len(checked), 1000):
@@ -106,8 +109,10 @@ class S3ObjectStore:
                 if failed:
                     code = failed[0].get("Code", "Unknown")
                     raise botocore.exceptions.ClientError(
-                        {"Error": {"Code": code, "Message": "batch delete failed"}}, "DeleteObjects"
+                        {"Error": {"Code": code, "Message": "batch delete failed"}},
+                        "DeleteObjects",
                     )
+        return len(checked)
 
     def public_url(self, key: str) -> str:
         """Return the public URL of ``key`` (whether or not it exists)."""

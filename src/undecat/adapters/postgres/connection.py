@@ -17,7 +17,12 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from undecat.errors import DatabaseConfigurationError, DatabaseUnavailableError, UndecatError
+from undecat.errors import (
+    DatabaseConfigurationError,
+    DatabaseCredentialsError,
+    DatabaseUnavailableError,
+    UndecatError,
+)
 from undecat.redact import Secret, redact_text, redact_url
 
 __all__ = [
@@ -36,11 +41,11 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 #: wrong. Outages with a message for the operator, never a product's ``error``.
 _CONFIGURATION_STATES: Mapping[str, str] = {
     "42501": "insufficient privilege: grant the role what it needs (sql/staging/0003_roles.sql)",
-    "42P01": "undefined table: apply the migrations (undecat migrate)",
-    "42703": "undefined column: apply the migrations (undecat migrate)",
-    "42883": "undefined function: apply the migrations (undecat migrate)",
-    "42704": "undefined object: apply the migrations (undecat migrate)",
-    "3F000": "undefined schema: apply the migrations (undecat migrate)",
+    "42P01": "undefined table: the database is not migrated: run `undecat migrate`",
+    "42703": "undefined column: the database is not migrated: run `undecat migrate`",
+    "42883": "undefined function: the database is not migrated: run `undecat migrate`",
+    "42704": "undefined object: the database is not migrated: run `undecat migrate`",
+    "3F000": "undefined schema: the database is not migrated: run `undecat migrate`",
     "25006": "read-only transaction: a standby, or default_transaction_read_only is on",
     "28000": "authentication failed: check the role and the server's pg_hba.conf",
     "28P01": "authentication failed: check the password in the database URL",
@@ -49,7 +54,8 @@ _CONFIGURATION_STATES: Mapping[str, str] = {
 # libpq reports a refused login at connect time without a SQLSTATE; its text is stable.
 _LOGIN_REFUSED = re.compile(
     r'password authentication failed|authentication failed for user|role "[^"]*" does not exist'
-    r'|no pg_hba\.conf entry|database "[^"]*" does not exist',
+    r'|no pg_hba\.conf entry|database "[^"]*" does not exist'
+    r"|no password supplied|SASL authentication",
     re.IGNORECASE,
 )
 
@@ -63,13 +69,18 @@ def _first_line(exc: BaseException, secrets: tuple[str, ...]) -> str:
     return redact_text(text.splitlines()[0] if text else type(exc).__name__, secrets)
 
 
+def _login_refused(exc: psycopg.Error) -> bool:
+    """Whether the server (or PgBouncer) refused the user or password."""
+    return exc.sqlstate in ("28P01", "28000") or (
+        exc.sqlstate is None and _LOGIN_REFUSED.search(str(exc)) is not None
+    )
+
+
 def _configuration_problem(exc: psycopg.Error) -> str | None:
     """What is misconfigured, when ``exc`` is a configuration-class error; else None."""
     state = exc.sqlstate
     if state is not None and state in _CONFIGURATION_STATES:
         return f"SQLSTATE {state}, {_CONFIGURATION_STATES[state]}"
-    if state is None and _LOGIN_REFUSED.search(str(exc)):
-        return "the login was refused: check the role, its password and pg_hba.conf"
     return None
 
 
@@ -82,24 +93,39 @@ def _object_of(exc: psycopg.Error) -> str | None:
 
 @contextmanager
 def translate_errors(
-    what: str, *, secrets: tuple[str, ...] = (), role: str | None = None
+    what: str,
+    *,
+    secrets: tuple[str, ...] = (),
+    role: str | None = None,
+    variable: str = "STAGING_DB_URL",
 ) -> Iterator[None]:
     """Turn psycopg's exceptions raised inside the block into undecat errors.
 
-    Configuration-class errors (privilege, missing table or column, read-only, a refused
-    login) become :class:`~undecat.errors.DatabaseConfigurationError` naming ``role`` and
-    the object; a server that cannot be reached :class:`~undecat.errors.DatabaseUnavailableError`;
+    A refused user or password is :class:`~undecat.errors.DatabaseCredentialsError` naming
+    ``variable``; other configuration-class errors (privilege, a missing table or column --
+    a database not migrated: "run `undecat migrate`" --, read-only) are
+    :class:`~undecat.errors.DatabaseConfigurationError` naming ``role`` and the object; a
+    server that cannot be reached :class:`~undecat.errors.DatabaseUnavailableError`;
     anything else (a value the schema refuses) a plain :class:`~undecat.errors.UndecatError`.
     """
     try:
         yield
     except UndecatError:
         raise
+    except psycopg_pool.PoolTimeout as exc:
+        message = _first_line(exc, secrets)
+        raise DatabaseUnavailableError(f"{what}: database unavailable: {message}") from exc
     except psycopg.Error as exc:
         message = _first_line(exc, secrets)
+        who = f"role {role!r}" if role else "our role"
+        if _login_refused(exc):
+            raise DatabaseCredentialsError(
+                f"{what}: the database refused the user or password of {who} ({message}):"
+                f" check {variable}",
+                variable=variable,
+            ) from exc
         problem = _configuration_problem(exc)
         if problem is not None:
-            who = f"role {role!r}" if role else "our role"
             target = _object_of(exc)
             about = f" (object {target})" if target and target not in message else ""
             raise DatabaseConfigurationError(
@@ -150,13 +176,17 @@ class Database:
         self._url = url
         self._secrets = password_of(url.reveal())
         self.role = role_of(url.reveal())
+        self._variable = f"{name.upper()}_DB_URL"
         shown = redact_url(url.reveal())
         # libpq counts whole seconds and treats anything under 2 as 2.
         seconds = max(2, round(connect_timeout))
         # The longest a call waits for a connection, e.g. while the server is down.
         wait = connect_timeout if timeout is None else timeout
         with translate_errors(
-            f"connecting to the {name} database at {shown}", secrets=self._secrets, role=self.role
+            f"connecting to the {name} database at {shown}",
+            secrets=self._secrets,
+            role=self.role,
+            variable=self._variable,
         ):
             probe = psycopg.connect(url.reveal(), connect_timeout=seconds, **_connect_kwargs())
             self.role = probe.info.user or self.role
@@ -175,7 +205,10 @@ class Database:
             )
         )
         with translate_errors(
-            f"opening the {name} pool at {shown}", secrets=self._secrets, role=self.role
+            f"opening the {name} pool at {shown}",
+            secrets=self._secrets,
+            role=self.role,
+            variable=self._variable,
         ):
             self._pool.open(wait=True, timeout=max(wait, seconds))
 
@@ -186,7 +219,7 @@ class Database:
     def transaction(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Yield a cursor inside one transaction (committed on success, rolled back on error)."""
         with (
-            translate_errors(what, secrets=self._secrets, role=self.role),
+            translate_errors(what, secrets=self._secrets, role=self.role, variable=self._variable),
             self._pool.connection() as conn,
             conn.transaction(),
             conn.cursor() as cur,

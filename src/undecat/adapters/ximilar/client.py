@@ -42,9 +42,10 @@ from undecat.adapters.ximilar.wire import (
     records_body,
 )
 from undecat.domain.ximilar import MAX_RECORDS_PER_REQUEST, Confirmed, chunked
-from undecat.errors import RemoteServiceError, UndecatError
+from undecat.errors import RemoteCredentialsError, RemoteServiceError, UndecatError
 from undecat.ports import Clock
 from undecat.redact import Secret, redact_text
+from undecat.text import one_line
 
 __all__ = ["DEFAULT_BACKOFF", "XimilarClient"]
 
@@ -282,7 +283,8 @@ class XimilarClient:
                 self._clean(f"{type(exc).__name__}: {exc}"), maybe_done=True
             ) from exc
         data = response.data
-        snippet = data[:300].decode("utf-8", "replace").strip()
+        # An HTML error page is many lines: one line of it, cut to 200 characters, is kept.
+        snippet = one_line(data[:2000].decode("utf-8", "replace"))
         if response.status == 429:
             raise _TransientError(
                 "HTTP 429 too many requests",
@@ -296,9 +298,11 @@ class XimilarClient:
                 retry_after=_seconds(response.headers.get("Retry-After")),
             )
         if response.status in (401, 403):
-            raise RemoteServiceError(
+            variable = "XIMILAR_API_TOKEN" if response.status == 401 else "XIMILAR_COLLECTION_ID"
+            raise RemoteCredentialsError(
                 f"Ximilar {method}: HTTP {response.status}, the token or the collection id"
-                " was refused"
+                f" was refused: check {variable}",
+                variable=variable,
             )
         try:
             body = json.loads(data) if data else None
