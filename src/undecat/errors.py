@@ -19,8 +19,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
-    "DatabaseConfigurationError",
     "CredentialsError",
+    "DatabaseConfigurationError",
     "DatabaseCredentialsError",
     "DatabaseUnavailableError",
     "InvalidItemError",

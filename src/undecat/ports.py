@@ -322,6 +322,8 @@ class OpsReport(Protocol):
 
     def queue_depth(self) -> list[QueueDepth]:
         """Return the products waiting per stage, status (pending / error) and brand."""
+
+
 @attrs.frozen
 class DelistedObjects:
     """A product delisted long enough ago whose stored objects are to be removed."""
