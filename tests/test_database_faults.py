@@ -21,7 +21,11 @@ from undecat.adapters.postgres import Database, PostgresCatalogStore
 from undecat.adapters.postgres.connection import DEFAULT_CONNECT_TIMEOUT
 from undecat.bootstrap import bootstrap
 from undecat.config import Config
-from undecat.errors import DatabaseConfigurationError, DatabaseUnavailableError
+from undecat.errors import (
+    DatabaseConfigurationError,
+    DatabaseCredentialsError,
+    DatabaseUnavailableError,
+)
 from undecat.redact import Secret
 
 TASK = "z1psVOTyIKFdU5N9n"
@@ -102,12 +106,13 @@ def test_read_only_database_is_a_configuration_error(staging_dsn: str) -> None:
 def test_refused_login_names_the_role_not_the_password(
     pg_server: PgServer, staging_dsn: str
 ) -> None:
-    """A wrong password is a configuration error naming the role, never the password."""
+    """A wrong password is a credentials error naming the role and variable, never the password."""
     dbname = str(psycopg.conninfo.conninfo_to_dict(staging_dsn)["dbname"])
     url = pg_server.dsn_for(dbname, user="collage", password="not-the-right-one")
-    with pytest.raises(DatabaseConfigurationError) as caught:
+    with pytest.raises(DatabaseCredentialsError) as caught:
         Database(Secret(url))
     assert "'collage'" in str(caught.value)
+    assert "STAGING_DB_URL" in str(caught.value)
     assert "not-the-right-one" not in str(caught.value)
 
 

@@ -250,8 +250,8 @@ def test_proxy_refusing_credentials_fails_the_run_and_marks_nothing(
     proc = run_runner({**env, "PROXY_URL": proxy_server.url_with("wrong-s3cret-pass")})
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
-    assert "407" in err
-    assert "PROXY_URL" in err
+    assert "407" in out + err  # the run's summary line (stdout: JSON logs)
+    assert "PROXY_URL" in out + err
     assert "wrong-s3cret-pass" not in out + err
     _assert_released(staging_dsn)
     log = last_run(staging_dsn)

@@ -210,7 +210,10 @@ def test_a_ximilar_html_error_page_is_stored_as_one_short_line(
         timeout=2.0,
         backoff=(0.0,),
     )
-    config = Config(staging_db_url=Secret(_url(staging_dsn)))
+    config = Config(
+        staging_db_url=Secret(_url(staging_dsn)),
+        s3_public_base_url="http://s3.local/unde-images",  # where seed_products' photos are
+    )
     try:
         with bootstrap(config, visual_index=client, clock=clock) as jobs:
             result = jobs.job("ximilar_sync", "ximilar_sync").run()
@@ -248,10 +251,11 @@ def test_a_refused_apify_connection_is_one_line_printed_once(
         check=False,
     )
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines() if "cannot reach Apify" in line]
-    assert len(lines) == 1, result.stderr
+    output = result.stdout + result.stderr  # log lines go to stdout, the runner's to stderr
+    lines = [line for line in output.splitlines() if "cannot reach Apify" in line]
+    assert len(lines) == 1, output
     assert "APIFY_API_URL" in lines[0]
-    assert "Caused by" not in result.stderr
+    assert "Caused by" not in output
     assert len(lines[0]) < 600
 
 
@@ -610,9 +614,15 @@ def test_retention_removes_old_logs_and_delisted_objects_by_key_as_the_collage_r
             " FROM raw_products",
         )
     }
-    assert rows[old] == ("pending", True, True)
+    assert rows[old] == ("collage_ready", True, True)  # delisted: nobody works on it
     assert rows[recent] == ("collage_ready", False, False)
     assert rows[listed] == ("collage_ready", False, False)
+    # Listed again (collect clears delisted_at): its photos are downloaded anew.
+    _sql(staging_dsn, f"UPDATE raw_products SET delisted_at = NULL WHERE id = {old}")
+    ((status, purged),) = _sql(
+        staging_dsn, f"SELECT image_status, objects_purged_at FROM raw_products WHERE id = {old}"
+    )
+    assert (status, purged) == ("pending", None)
     names = {row[0] for row in _sql(staging_dsn, "SELECT scraper_name FROM scraper_logs")}
     assert names == {"b", "retention"}
     with bootstrap(config) as jobs:  # a second run finds nothing left to do

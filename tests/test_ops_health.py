@@ -43,7 +43,7 @@ def _log_runs(dsn: str, name: str, *ages_and_statuses: tuple[timedelta, str]) ->
 
 def _fresh_collage_runs(dsn: str) -> None:
     minutes = timedelta(minutes=5)
-    for name in ("collage.retry_failed", "collage.cleanup_temp", "process_new"):
+    for name in ("collage.retry_failed", "collage.cleanup_temp", "process_new", "retention"):
         _log_runs(dsn, name, (minutes, "success"))
 
 

@@ -51,6 +51,7 @@ UPDATABLE: dict[str, frozenset[str]] = {
     ),
     "collage": frozenset(
         {"image_status", "collage_url", "error_message", "updated_at"}
+        | {"objects_purged_at"}  # 0011: the retention job marks what it deleted
         | {f"collage_{c}" for c in _LEASE}
     ),
     "ximilar": frozenset(

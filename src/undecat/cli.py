@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from undecat.config import Config
-from undecat.errors import ConfigError, CredentialsError, UndecatError
+from undecat.errors import (
+    ConfigError,
+    CredentialsError,
+    DatabaseConfigurationError,
+    UndecatError,
+)
 from undecat.redact import RedactingFilter, Secret, redact_text
 
 __all__ = ["main", "run_host"]
@@ -82,7 +87,7 @@ def run_host(host: str, argv: Sequence[str]) -> int:
         _check_command(host_jobs(config.brands), host, args.job, extra)
         with bootstrap(config, argv=tuple(extra)) as jobs:
             result = jobs.job(host, args.job).run()
-    except (ConfigError, CredentialsError) as exc:
+    except (ConfigError, CredentialsError, DatabaseConfigurationError) as exc:
         _fail(str(exc), config)
         return EXIT_USAGE
     except UndecatError as exc:
@@ -277,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)
     try:
         return int(args.func(args))
-    except (ConfigError, CredentialsError) as exc:
+    except (ConfigError, CredentialsError, DatabaseConfigurationError) as exc:
         _fail(str(exc))
         return EXIT_USAGE
     except UndecatError as exc:

@@ -72,6 +72,7 @@ JOB_PERIODS: Mapping[tuple[str, str], timedelta] = {
     ("collage", "process_new"): 15 * _MINUTE,
     ("collage", "retry_failed"): _HOUR,
     ("collage", "cleanup_temp"): _DAY,
+    ("collage", "retention"): _DAY,
     ("ximilar_sync", "ximilar_sync"): 7 * _DAY,
     ("ximilar_sync", "ximilar_retry"): _DAY,
     ("scraper", "availability_poll"): _HOUR,

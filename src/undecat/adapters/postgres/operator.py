@@ -157,13 +157,14 @@ class PostgresRetentionStore:
     def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
         """Mark the row's objects deleted if it is still delisted since before ``cutoff``.
 
-        ``image_status`` goes back to ``pending`` so a product that comes back is downloaded
-        again; ``image_urls`` (the downloader's column) is left for that download to replace.
+        Only this stage's columns are written: a product that comes back is sent back to
+        ``pending`` (and downloaded again) by the database when collect clears its
+        ``delisted_at`` (migration 0012).
         """
         with self._db.transaction("clearing a delisted product's objects") as cur:
             cur.execute(
                 "UPDATE raw_products SET objects_purged_at = now(), collage_url = NULL,"
-                " image_status = 'pending', updated_at = now()"
+                " updated_at = now()"
                 " WHERE id = %s AND delisted_at < %s",
                 (row_id, cutoff),
             )
