@@ -101,6 +101,7 @@ class Config:
     # Runtime.
     data_dir: Path = Path("data")
     lease_seconds: float = 3600.0
+    stop_grace_seconds: float = 45.0
 
     def public_base_url(self) -> str:
         """Return the base URL under which stored objects are publicly readable."""
@@ -169,6 +170,7 @@ class Config:
             dubai_zara_stores=env.int_list("DUBAI_ZARA_STORES"),
             data_dir=env.path("DATA_DIR") or Path("data"),
             lease_seconds=env.number("LEASE_SECONDS", float, 3600.0, minimum=1),
+            stop_grace_seconds=env.number("STOP_GRACE_SECONDS", float, 45.0, minimum=0.1),
         )
 
 

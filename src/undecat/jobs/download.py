@@ -41,6 +41,7 @@ from undecat.domain.models import Claim, Product, RunResult
 from undecat.domain.stages import PhotosStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, ProductError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import Clock, FetchedPhoto, ObjectStore, PhotoFetcher, WorkQueue
 from undecat.redact import redact_text, redact_url
 
@@ -161,6 +162,12 @@ class PhotoDownloader:
     clock: Clock
     settings: DownloadSettings
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: Set on SIGTERM / SIGINT: start nothing more, abandon the product in hand between two
+    #: photos, release what is not settled (the run is logged ``interrupted``).
+    stop: StopToken | None = attrs.field(default=None, repr=False)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
@@ -175,7 +182,7 @@ class PhotoDownloader:
                         # waits long for a worker while its lease runs.
                         flow.wait_for_starts()
                         running = _reap(running)
-                        if flow.stop.is_set():
+                        if flow.stop.is_set() or self._stopping():
                             break
                         try:
                             claims = self.queue.claim(s.owner, s.batch_size, s.lease)
@@ -211,8 +218,8 @@ class PhotoDownloader:
     def _work(self, claim: Claim, flow: _Flow, tally: _Tally) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
         flow.started()
-        if flow.stop.is_set():
-            return
+        if flow.stop.is_set() or self._stopping():
+            return  # left unsettled: released at the end of the run
         product = claim.product
         try:
             if not self._lease_covers(claim):
@@ -220,6 +227,8 @@ class PhotoDownloader:
                 tally.add(lease_lost=1)
                 return
             urls = self._store_photos(product, tally)
+        except _Stopped:
+            return  # abandoned between two photos: released at the end of the run
         except OutageError as exc:
             flow.halt(exc)
             return
@@ -280,6 +289,8 @@ class PhotoDownloader:
         deadline = self.clock.monotonic() + self.settings.product_timeout
         stored: list[str] = []
         for n, url in enumerate(sources, start=1):
+            if self._stopping():
+                raise _Stopped
             try:
                 photo = self.preparer.prepare(self.fetcher.fetch(url, deadline=deadline))
             except ProductError as exc:
@@ -316,6 +327,10 @@ class PhotoDownloader:
                 "released": tally.released,
             },
         )
+
+
+class _Stopped(Exception):  # noqa: N818  # control flow, not an error
+    """The run was asked to stop while a product was in hand."""
 
 
 def _reap(running: list[Future[None]]) -> list[Future[None]]:

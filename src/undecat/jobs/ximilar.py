@@ -37,6 +37,7 @@ from undecat.domain.ximilar import (
     settle,
 )
 from undecat.errors import OutageError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import VisualIndex, WorkQueue
 
 __all__ = ["SyncTally", "ximilar_retry", "ximilar_sync"]
@@ -92,13 +93,19 @@ def ximilar_sync(
     lease: timedelta,
     batch_size: int,
     dry_run: bool = False,
+    stop: StopToken | None = None,
 ) -> RunResult:
-    """Bring every eligible product's records in the collection to its target; see module."""
+    """Bring every eligible product's records in the collection to its target; see module.
+
+    A ``stop`` request is honoured between batches (one batch is a few requests).
+    """
     tally = SyncTally()
     held: list[Claim] = []  # dry run: claims kept until the end, then released
     seen: set[int] = set()
     try:
-        while claims := queue.claim(owner, batch_size, lease):
+        while not (stop is not None and stop.requested) and (
+            claims := queue.claim(owner, batch_size, lease)
+        ):
             again = [c for c in claims if c.product.id in seen]
             fresh = [c for c in claims if c.product.id not in seen]
             if again:  # partial products completed earlier in this run: next run
@@ -131,11 +138,12 @@ def ximilar_retry(
     lease: timedelta,
     batch_size: int,
     dry_run: bool = False,
+    stop: StopToken | None = None,
 ) -> RunResult:
     """Send ``error`` products with attempts left back to the queue, then sync."""
     requeued = 0 if dry_run else queue.requeue_failed()
     result = ximilar_sync(
-        queue, index, owner=owner, lease=lease, batch_size=batch_size, dry_run=dry_run
+        queue, index, owner=owner, lease=lease, batch_size=batch_size, dry_run=dry_run, stop=stop
     )
     return attrs.evolve(result, metadata={**result.metadata, "requeued": requeued})
 
