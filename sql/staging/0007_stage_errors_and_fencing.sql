@@ -8,8 +8,8 @@
 -- * {stage}_claim: a counter bumped by every claim of the stage. A claim carries the value
 --   it was given (its token); complete / fail / extend / release / postpone match it, so a
 --   worker whose lease lapsed and was re-claimed -- even by the same owner -- writes nothing.
--- * ximilar_next_at = 'infinity' parks a partial row that cannot progress (all its photos
---   are in, fewer than its target) until its photos change (0002) or its target is raised.
+-- * a partial Ximilar row waits (ximilar_next_at) before it is sent again; a raised target
+--   makes it claimable at once, as new photos do (0002).
 -- * scraper_logs: 'interrupted' (stopped by SIGTERM/SIGINT) and 'abandoned' (its process
 --   died; marked by a later run of the same job on the same host).
 
@@ -96,7 +96,7 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
--- 0005's raised target, now also waking a parked partial row.
+-- 0005's raised target, now also waking a partial row that waits for its next try.
 CREATE OR REPLACE FUNCTION raw_products_ximilar_target_raised() RETURNS trigger AS $$
 BEGIN
     IF NEW.ximilar_target_count > OLD.ximilar_target_count

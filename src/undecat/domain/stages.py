@@ -6,7 +6,6 @@ import enum
 
 import attrs
 
-from undecat.domain.models import Product
 from undecat.domain.status import SyncStatus, XimilarStatus
 
 __all__ = [
@@ -17,7 +16,6 @@ __all__ = [
     "QueueCounts",
     "Stage",
     "XimilarProgress",
-    "ximilar_waits_for_change",
 ]
 
 
@@ -70,24 +68,6 @@ class ProductionDone:
 Outcome = PhotosStored | CollageStored | XimilarProgress | ProductionDone
 
 
-def ximilar_waits_for_change(product: Product, progress: XimilarProgress) -> bool:
-    """Whether a ``partial`` product cannot progress until its photos or its target change.
-
-    That is so when every current photo of the product is in the collection and nothing
-    stale is left: it simply has fewer photos than its target. Sending it again each run
-    would only starve the others (issue 18), so it waits for a change instead.
-    """
-    if progress.status is not XimilarStatus.PARTIAL:
-        return False
-    from undecat.domain.ximilar import photo_slots  # noqa: PLC0415  # ximilar imports stages
-
-    current = photo_slots(product)
-    current_ids = {slot.record_id for slot in current}
-    if any(rid not in current_ids for rid in progress.record_ids):
-        return False  # a stale record still to delete: there is work left
-    return len(progress.synced_urls) >= len(current)
-
-
 @attrs.frozen
 class QueueCounts:
     """Where one stage's rows stand, for ``undecat status``.
@@ -95,7 +75,7 @@ class QueueCounts:
     ``leased``: held by a live lease; ``stale``: held by a lease that lapsed (a worker that
     died); ``failed``: failed with attempts left (``retry_failed`` takes them); ``exhausted``:
     gave up after the last attempt (only ``undecat requeue`` brings them back);
-    ``waiting``: parked until their data changes (a partial Ximilar row).
+    ``waiting``: not claimable before a later time (postponed, or a partial Ximilar row).
     """
 
     stage: Stage

@@ -17,9 +17,10 @@ A stage's failure is its own: ``<stage>_error`` holds the reason and takes the r
 that stage's queue, and nothing else; ``error_message`` shows the latest reason of any stage.
 Rows whose attempts ran out (a crash loop, or the last retry failing) end failed with their
 reason -- never pending and unclaimable -- and only ``requeue`` (``undecat requeue``) brings
-them back. A partial Ximilar row that cannot progress is parked (``ximilar_next_at =
-'infinity'``) until its photos change or its target is raised (triggers of 0007), so it is
-not sent again every run while other rows starve.
+them back. A partial Ximilar row (records the collection did not confirm) keeps its attempt
+count and waits ``PARTIAL_RETRY_SPACING`` before it is claimed again, so it is not sent again
+and again while other rows starve; new photos or a raised target make it claimable at once
+(triggers of 0007), and one that never completes ends failed after its attempts.
 
 Which states each stage moves a row between is not written here but asked of the domain's
 status machines when the stage table is built, so the adapter can only write transitions the
@@ -47,7 +48,6 @@ from undecat.domain.stages import (
     QueueCounts,
     Stage,
     XimilarProgress,
-    ximilar_waits_for_change,
 )
 from undecat.domain.status import (
     ImageEvent,
@@ -128,10 +128,8 @@ def _specs() -> dict[Stage, _StageSpec]:
 
 _SPECS = _specs()
 _RETURNING = sql.SQL(", ").join(sql.Identifier(c) for c in PRODUCT_COLUMNS)
-#: A partial Ximilar row that can still progress is not claimed again sooner than this.
+#: A partial Ximilar row is not claimed again sooner than this (nor within the same run).
 PARTIAL_RETRY_SPACING = timedelta(minutes=5)
-#: ``next_at`` of a row that waits for its data to change.
-_PARKED = "infinity"
 
 
 class PostgresWorkQueue:
@@ -284,7 +282,7 @@ class PostgresWorkQueue:
 
     def complete(self, claim: Claim, outcome: Outcome) -> bool:
         """Write the stage's result, only while this claim still holds the lease."""
-        values = self._outcome(claim, outcome)
+        values = self._outcome(outcome)
         assignments = [
             sql.SQL("{} = {}").format(
                 sql.Identifier(column),
@@ -293,8 +291,7 @@ class PostgresWorkQueue:
             for column, value in values.items()
         ]
         query = self._fmt(
-            "UPDATE raw_products SET {sets}, {owner} = NULL, {lease} = NULL, {attempts} = 0,"
-            " updated_at = now()"
+            "UPDATE raw_products SET {sets}, {owner} = NULL, {lease} = NULL, updated_at = now()"
             " WHERE id = %(id)s AND {owner} = %(claim_owner)s AND {token} = %(claim_token)s",
             sets=sql.SQL(", ").join(assignments),
         )
@@ -305,10 +302,15 @@ class PostgresWorkQueue:
             cur.execute(query, params)
             return cur.rowcount == 1
 
-    def _outcome(self, claim: Claim, outcome: Outcome) -> dict[str, Any]:
+    def _outcome(self, outcome: Outcome) -> dict[str, Any]:
         """Return the columns an outcome writes (``_Sql`` values are SQL expressions)."""
         err = f"{self.stage.value}_error"
-        cleared: dict[str, Any] = {err: None, "error_message": _Sql(self._message_after_clear)}
+        attempts = f"{self.stage.value}_attempts"
+        cleared: dict[str, Any] = {
+            err: None,
+            "error_message": _Sql(self._message_after_clear),
+            attempts: 0,
+        }
         next_at = f"{self.stage.value}_next_at"
         match (self.stage, outcome):
             case (Stage.DOWNLOAD, PhotosStored(image_urls=urls)):
@@ -325,14 +327,21 @@ class PostgresWorkQueue:
             case (Stage.XIMILAR, XimilarProgress(synced_urls=urls, record_ids=ids, status=status)):
                 if status not in _XIMILAR_RESULTS:
                     raise UndecatError(f"ximilar: {status.value!r} is not a completion status")
-                return {
+                progress: dict[str, Any] = {
                     "ximilar_synced_urls": Jsonb(list(urls)),
                     "ximilar_record_ids": Jsonb(list(ids)),
                     "ximilar_status": status.value,
                     "ximilar_synced_at": _Sql(sql.SQL("now()")),
-                    next_at: self._ximilar_next(claim, outcome),
+                    next_at: None,
                     **cleared,
                 }
+                if status is XimilarStatus.PARTIAL or (ids and status is XimilarStatus.PENDING):
+                    # Work left (records not confirmed, or not yet deleted): tried again
+                    # later, the attempt counted, so the rest of the queue gets its turn.
+                    spacing = max(self._spacing, PARTIAL_RETRY_SPACING)
+                    progress[next_at] = _Sql(sql.SQL("now() + {}").format(sql.Literal(spacing)))
+                    del progress[attempts]
+                return progress
             case (Stage.SYNC, ProductionDone(status=status, reason=reason)):
                 event = _SYNC_EVENTS.get(status)
                 if event is None:
@@ -350,17 +359,6 @@ class PostgresWorkQueue:
                 raise UndecatError(
                     f"{self.stage.value}: {type(outcome).__name__} is not an outcome of this stage"
                 )
-
-    def _ximilar_next(self, claim: Claim, outcome: XimilarProgress) -> Any:
-        """When the row may be claimed again: parked, spaced (work left) or at once."""
-        if ximilar_waits_for_change(claim.product, outcome):
-            return _Sql(sql.SQL("'infinity'::timestamptz"))
-        if outcome.status is XimilarStatus.SYNCED or (
-            outcome.status is XimilarStatus.PENDING and not outcome.record_ids
-        ):
-            return None
-        spacing = max(self._spacing, PARTIAL_RETRY_SPACING)
-        return _Sql(sql.SQL("now() + {}").format(sql.Literal(spacing)))
 
     def fail(self, claim: Claim, message: str) -> bool:
         """Mark the product failed in this stage (its reason kept), keeping its attempts."""
@@ -470,7 +468,7 @@ class PostgresWorkQueue:
             " count(*) FILTER (WHERE {owner} IS NOT NULL AND {lease} < now()) AS stale,"
             " count(*) FILTER (WHERE {err} IS NOT NULL AND {attempts} < %(max)s) AS failed,"
             " count(*) FILTER (WHERE {err} IS NOT NULL AND {attempts} >= %(max)s) AS exhausted,"
-            " count(*) FILTER (WHERE {next} = 'infinity') AS waiting"
+            " count(*) FILTER (WHERE {eligible} AND {err} IS NULL AND {next} > now()) AS waiting"
             " FROM raw_products"
         )
         with self._db.transaction(f"counting {self.stage.value} work") as cur:
