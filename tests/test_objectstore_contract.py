@@ -1,5 +1,8 @@
-"""One contract suite, run against both ObjectStore adapters (real SeaweedFS S3 and a folder)
-and the in-memory fake the job tests use (tests/fakes.MemoryStore), so the fake cannot drift."""
+"""One ObjectStore contract suite, so neither the adapters nor the fake can drift.
+
+It runs against both adapters (real SeaweedFS S3 and a folder) and the in-memory fake the
+job tests use (tests/fakes.MemoryStore).
+"""
 
 from __future__ import annotations
 

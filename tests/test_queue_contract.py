@@ -1,11 +1,13 @@
-"""One WorkQueue contract, run against the in-memory fake (tests/fakes.MemoryQueue) and
-PostgresWorkQueue on real PostgreSQL, for the download and collage stages: claim, complete,
-fail, lease expiry, fencing, fairness, giving up. Then a Hypothesis stateful test of two
-workers interleaving claim / complete / fail / release / lease expiry / crash."""
+"""One WorkQueue contract, run against the in-memory fake and PostgresWorkQueue.
+
+The fake is tests/fakes.MemoryQueue; PostgresWorkQueue runs on real PostgreSQL; both for the
+download and collage stages: claim, complete, fail, lease expiry, fencing, fairness, giving
+up. Then a Hypothesis stateful test of two workers interleaving claim / complete / fail /
+release / lease expiry / crash.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Protocol
 
@@ -90,15 +92,13 @@ class MemoryHarness:
 class PostgresHarness:
     """PostgresWorkQueue on the module's staging database."""
 
-    def __init__(
-        self, db: Database, dsn: str, stage: Stage, count: int, max_attempts: int
-    ) -> None:
+    def __init__(self, db: Database, dsn: str, stage: Stage, count: int, max_attempts: int) -> None:
         self.dsn, self.stage = dsn, stage
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE raw_products RESTART IDENTITY")
         ready = "pending" if stage is Stage.DOWNLOAD else "uploaded"
         seed_rows(dsn, count, image_status=ready)
-        self.queue = PostgresWorkQueue(
+        self.queue: Queue = PostgresWorkQueue(
             db, stage, max_attempts=max_attempts, retry_spacing=timedelta(0)
         )
 
@@ -141,7 +141,7 @@ class Make(Protocol):
 
 
 @pytest.fixture
-def make(impl: str, stage: Stage, request: pytest.FixtureRequest) -> Iterator[Make]:
+def make(impl: str, stage: Stage, request: pytest.FixtureRequest) -> Make:
     """Build a harness of ``count`` rows ready for ``stage``."""
 
     def build(count: int, max_attempts: int = 3) -> Harness:
@@ -151,7 +151,7 @@ def make(impl: str, stage: Stage, request: pytest.FixtureRequest) -> Iterator[Ma
         dsn: str = request.getfixturevalue("staging_dsn")
         return PostgresHarness(db, dsn, stage, count, max_attempts)
 
-    yield build
+    return build
 
 
 def done_status(stage: Stage) -> str:
@@ -277,7 +277,7 @@ def test_rows_out_of_attempts_end_failed_with_a_reason(make: Make) -> None:
 
 
 def test_extend_pushes_only_held_leases(make: Make) -> None:
-    """extend renews the leases still held and reports how many."""
+    """Extend renews the leases still held and reports how many."""
     h = make(2)
     claims = h.queue.claim("a", 2, timedelta(seconds=30))
     h.lapse()
@@ -307,7 +307,7 @@ class TwoWorkers(RuleBasedStateMachine):
         self.held: dict[str, list[Claim]] = {"w1": [], "w2": []}
         self.latest: dict[int, tuple[str, int]] = {}  # row -> (owner, token) of its last claim
         self.settled: dict[int, str] = {}  # row -> "done" | "failed"
-        self.finished: dict[int, int] = {i: 0 for i in self.ids}
+        self.finished: dict[int, int] = dict.fromkeys(self.ids, 0)
 
     @rule(worker=st.sampled_from(["w1", "w2"]), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> None:
@@ -317,9 +317,9 @@ class TwoWorkers(RuleBasedStateMachine):
             self.held[worker].append(claim)
 
     def _current(self, claim: Claim) -> bool:
-        return (
-            claim.product.id not in self.settled
-            and self.latest.get(claim.product.id) == (claim.owner, claim.token)
+        return claim.product.id not in self.settled and self.latest.get(claim.product.id) == (
+            claim.owner,
+            claim.token,
         )
 
     @rule(worker=st.sampled_from(["w1", "w2"]), data=st.data())

@@ -41,10 +41,12 @@ LEASE = timedelta(minutes=10)
 
 def _rows(dsn: str, where: str = "TRUE") -> list[dict[str, Any]]:
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        return conn.execute(f"SELECT * FROM raw_products WHERE {where} ORDER BY id".encode()).fetchall()
+        return conn.execute(
+            f"SELECT * FROM raw_products WHERE {where} ORDER BY id".encode()
+        ).fetchall()
 
 
-# --- 1. fair claims ------------------------------------------------------------------------------
+# --- 1. fair claims ---------------------------------------------------------------------------
 
 
 def test_partial_ximilar_rows_do_not_starve_the_rest(
@@ -83,7 +85,7 @@ def test_partial_ximilar_rows_do_not_starve_the_rest(
     assert queue.counts().exhausted == 55
 
 
-# --- 2. fenced completion --------------------------------------------------------------------------
+# --- 2. fenced completion ---------------------------------------------------------------------
 
 
 def test_a_lease_shorter_than_a_product_can_take_is_refused_at_start() -> None:
@@ -108,13 +110,13 @@ def test_runner_with_a_too_short_lease_exits_2_before_any_run_log(
         assert conn.execute("SELECT count(*) FROM scraper_logs").fetchone() == (0,)
 
 
-# --- 5. errors belong to their stage ---------------------------------------------------------------
+# --- 5. errors belong to their stage ----------------------------------------------------------
 
 
 def test_collage_failure_keeps_the_photos_in_ximilars_queue(
     staging_db: Database, staging_dsn: str
 ) -> None:
-    """A failed collage leaves image_status 'uploaded' (collage_error set); Ximilar still claims it."""
+    """A failed collage leaves image_status 'uploaded' (collage_error set); Ximilar claims it."""
     (row_id,) = seed_products(staging_dsn, 1, photos=2)
     collage = PostgresWorkQueue(staging_db, Stage.COLLAGE)
     ximilar = PostgresWorkQueue(staging_db, Stage.XIMILAR)
@@ -171,7 +173,7 @@ def test_a_stage_success_clears_only_its_own_reason(staging_db: Database, stagin
 def test_migration_0007_moves_existing_errors_to_their_stages(
     pg_server: PgServer, tmp_path: Path
 ) -> None:
-    """Rows failed before 0007 get their stage's reason; a collage failure's photos go back to uploaded."""
+    """Rows failed before 0007 get their stage's reason; a failed collage's photos are uploaded."""
     early = tmp_path / "sql"
     (early / "staging").mkdir(parents=True)
     for path in sorted((sql_root() / "staging").glob("000[1-6]_*.sql")):
@@ -194,15 +196,21 @@ def test_migration_0007_moves_existing_errors_to_their_stages(
             )
         apply_migrations(Secret(dsn), "staging")
         rows = {r["external_id"]: r for r in _rows(dsn)}
-        assert (rows["c"]["image_status"], rows["c"]["collage_error"]) == ("uploaded", "collage: broken")
-        assert (rows["d"]["image_status"], rows["d"]["download_error"]) == ("error", "download: 404")
+        assert (rows["c"]["image_status"], rows["c"]["collage_error"]) == (
+            "uploaded",
+            "collage: broken",
+        )
+        assert (rows["d"]["image_status"], rows["d"]["download_error"]) == (
+            "error",
+            "download: 404",
+        )
         assert rows["x"]["ximilar_error"] == "ximilar: refused"
         assert rows["c"]["download_error"] is None
     finally:
         pg_server.drop_database(name)
 
 
-# --- 6. nothing stuck ------------------------------------------------------------------------------
+# --- 6. nothing stuck -------------------------------------------------------------------------
 
 
 def test_delisted_row_whose_delete_failed_is_retried(
@@ -250,7 +258,9 @@ def test_requeue_command_puts_given_up_rows_back(
     assert main(["status"]) == 0
     status = capsys.readouterr().out
     assert "exhausted" in status
-    assert any(line.split()[:6] == ["collage", "0", "0", "0", "0", "4"] for line in status.splitlines())
+    assert any(
+        line.split()[:6] == ["collage", "0", "0", "0", "0", "4"] for line in status.splitlines()
+    )
     assert main(["requeue", "--stage", "collage", "--reason", "TOO LARGE", "--dry-run"]) == 0
     assert capsys.readouterr().out.strip() == "collage: would requeue 2 product(s)"
     assert main(["requeue", "--stage", "collage", "--brand", "bershka"]) == 0
@@ -281,15 +291,25 @@ def test_status_shows_leased_stale_and_exhausted_per_stage(
     assert main(["status"]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = next(line for line in lines if line.startswith("stage"))
-    assert header.split() == ["stage", "claimable", "leased", "stale", "failed", "exhausted", "waiting"]
+    assert header.split() == [
+        "stage",
+        "claimable",
+        "leased",
+        "stale",
+        "failed",
+        "exhausted",
+        "waiting",
+    ]
     download = next(line for line in lines if line.startswith("download "))
     assert download.split() == ["download", "1", "1", "1", "0", "0", "0"]
 
 
-# --- 7. graceful stop ------------------------------------------------------------------------------
+# --- 7. graceful stop -------------------------------------------------------------------------
 
 
-def test_stopped_run_is_logged_interrupted_with_its_counts(staging_db: Database, staging_dsn: str) -> None:
+def test_stopped_run_is_logged_interrupted_with_its_counts(
+    staging_db: Database, staging_dsn: str
+) -> None:
     """A run that returns after a stop request is closed 'interrupted', keeping its counts."""
     stop = StopToken()
 
@@ -305,8 +325,10 @@ def test_stopped_run_is_logged_interrupted_with_its_counts(staging_db: Database,
     assert "SIGTERM" in (log.error_message or "")
 
 
-def test_a_new_run_marks_its_hosts_dead_runs_abandoned(staging_db: Database, staging_dsn: str) -> None:
-    """Only this host's older 'running' rows of the same job past the time limit become abandoned."""
+def test_a_new_run_marks_its_hosts_dead_runs_abandoned(
+    staging_db: Database, staging_dsn: str
+) -> None:
+    """Only this host's 'running' rows of the same job past the time limit become abandoned."""
     execute(
         staging_dsn,
         "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata) VALUES"

@@ -128,7 +128,7 @@ def is_jpeg(data: bytes) -> bool:
 
 
 @SIGNALS
-def test_download_pending_interrupted_mid_batch(  # noqa: PLR0913, PLR0917  # fixtures
+def test_download_pending_interrupted_mid_batch(  # noqa: PLR0917  # fixtures
     sig: signal.Signals,
     staging_db: Database,
     staging_dsn: str,
@@ -246,7 +246,7 @@ def test_ximilar_sync_interrupted_mid_batch(
     fake_ximilar: FakeXimilar,
     tmp_path: Path,
 ) -> None:
-    """ximilar_sync killed or stopped mid-batch, then restarted: every record inserted exactly once."""
+    """ximilar_sync killed or stopped mid-batch, then restarted: each record inserted once."""
     del staging_db
     seed_products(staging_dsn, 30, photos=2)
     env = {

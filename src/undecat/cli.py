@@ -226,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     requeue = commands.add_parser(
         "requeue", help="put a stage's failed (given-up) products back with fresh attempts"
     )
-    requeue.add_argument("--stage", required=True, choices=("download", "collage", "ximilar", "sync"))
+    requeue.add_argument(
+        "--stage", required=True, choices=("download", "collage", "ximilar", "sync")
+    )
     requeue.add_argument("--brand", help="only this brand's products")
     requeue.add_argument("--reason", help="only products whose stage error contains this text")
     requeue.add_argument("--dry-run", action="store_true", help="count them, change nothing")

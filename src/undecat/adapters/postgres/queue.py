@@ -483,6 +483,7 @@ class _Sql:
 
     sql: sql.Composable
 
+
 _SYNC_EVENTS = {
     SyncStatus.SYNCED: SyncEvent.COPIED,
     SyncStatus.SKIPPED: SyncEvent.FAILED_VERIFICATION,

@@ -85,7 +85,9 @@ class PostgresRunRecorder:
                 (
                     scraper_name,
                     RunStatus.RUNNING.value,
-                    Jsonb({**(metadata or {}), **({"abandoned_runs": abandoned} if abandoned else {})}),
+                    Jsonb(
+                        {**(metadata or {}), **({"abandoned_runs": abandoned} if abandoned else {})}
+                    ),
                 ),
             )
             row = cur.fetchone()
