@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from tests.download_fakes import FakeFetcher, FakePreparer, download_queue
 from tests.fakes import FakeClock, MemoryQueue, MemoryStore, product
 from tests.fix_db import PgServer
 from tests.fix_ximilar import FakeXimilar, client_for, execute, seed_products
+from tests.test_roles import PASSWORD, ROLES
 from undecat.adapters.postgres import (
     Database,
     PostgresRunRecorder,
@@ -394,3 +395,70 @@ def test_download_stop_abandons_the_product_in_hand_between_photos() -> None:
     assert fetcher.fetched == ["https://cdn/1/1.jpg"]
     assert all(queue.status(n) == "pending" for n in range(1, 5))
     assert all(row.owner is None and row.attempts == 0 for row in queue.rows.values())
+
+
+# --- the roles may do all of it ------------------------------------------------------------------
+
+_STAGE_ROLES = {
+    Stage.DOWNLOAD: ("downloader", "pending"),
+    Stage.COLLAGE: ("collage", "uploaded"),
+    Stage.XIMILAR: ("ximilar", "uploaded"),
+    Stage.SYNC: ("scraper", "uploaded"),
+}
+
+
+@pytest.fixture
+def role_db(
+    pg_server: PgServer, staging_db: Database, staging_dsn: str, request: pytest.FixtureRequest
+) -> Iterator[Database]:
+    """A pool on the staging database as the runner role ``request.param``."""
+    role = str(request.param)
+    assert role in ROLES
+    with psycopg.connect(pg_server.admin_dsn, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                psycopg.sql.Identifier(role), psycopg.sql.Literal(PASSWORD)
+            )
+        )
+    dbname = str(psycopg.conninfo.conninfo_to_dict(staging_dsn)["dbname"])
+    db = Database(Secret(pg_server.dsn_for(dbname, user=role, password=PASSWORD)), max_size=2)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("stage", "role_db"),
+    [(stage, role) for stage, (role, _) in _STAGE_ROLES.items()],
+    ids=[stage.value for stage in _STAGE_ROLES],
+    indirect=["role_db"],
+)
+def test_each_hosts_role_can_fence_fail_requeue_and_log(
+    stage: Stage, role_db: Database, staging_dsn: str
+) -> None:
+    """Each host's role writes its stage's claim token and reason, requeues, and abandons runs."""
+    _, ready = _STAGE_ROLES[stage]
+    seed_products(staging_dsn, 2, photos=1, image_status=ready)
+    queue = PostgresWorkQueue(role_db, stage, retry_spacing=timedelta(0))
+    first, second = queue.claim("w", 2, LEASE)
+    assert queue.extend([first], LEASE) == 1
+    assert queue.fail(first, f"{stage.value}: bad")
+    assert queue.postpone(second, "later", timedelta(0))
+    assert queue.requeue_failed() == 1
+    claims = queue.claim("w", 2, LEASE)
+    assert queue.release(claims) == 2
+    assert queue.requeue(dry_run=True) == 0
+    assert queue.counts().claimable == 2
+    execute(
+        staging_dsn,
+        "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
+        " VALUES ('job', 'running', now() - interval '2 hours', '{\"host\": \"h\"}')",
+    )
+    recorder = PostgresRunRecorder(role_db, stale_after=timedelta(hours=1))
+    recorder.start("job", {"host": "h"})
+    with psycopg.connect(staging_dsn) as conn:
+        assert conn.execute("SELECT status FROM scraper_logs ORDER BY id").fetchall() == [
+            ("abandoned",),
+            ("running",),
+        ]
