@@ -26,12 +26,15 @@ from PIL import Image
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from tests.fake_apify import TOKEN as APIFY_TOKEN
+from tests.fake_apify import FakeApify, RunPlan
 from tests.fix_origin import Origin, Reply
 from tests.fix_proxy import ProxyServer
 from tests.fix_s3 import S3Bucket
 from tests.fix_ximilar import COLLECTION, TOKEN, FakeXimilar, seed_products
 from tests.photo_samples import noisy_jpeg, rgb_jpeg
 from tests.seed import draft
+from tests.strategies import zara_item
 from undecat.adapters.objectstore import open_object_store
 from undecat.adapters.postgres import Database, PostgresCatalogStore
 from undecat.config import Config
@@ -39,6 +42,7 @@ from undecat.domain.keys import original_key
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE = 8.0
+APIFY_TASK = "z1psVOTyIKFdU5N9n"
 SIGNALS = pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
 
 
@@ -267,3 +271,47 @@ def test_ximilar_sync_interrupted_mid_batch(
     assert len(fake_ximilar.stored) == 60
     assert set(fake_ximilar.stored.values()) == {1}  # no record inserted twice
     assert not fake_ximilar.resent_while_held
+
+
+# --- apify apify_zara (collect) ---------------------------------------------------------------
+
+
+@SIGNALS
+def test_apify_collect_interrupted_mid_stream(
+    sig: signal.Signals,
+    staging_db: Database,
+    staging_dsn: str,
+    fake_apify: FakeApify,
+    tmp_path: Path,
+) -> None:
+    """apify_zara killed or stopped mid-dataset, then rerun: every item stored, none delisted."""
+    del staging_db
+    total = 4000
+
+    def slow_item(n: int) -> dict[str, object]:
+        time.sleep(0.001)  # a dataset page takes about a second to serve
+        return zara_item(500_000_000 + n)
+
+    info = psycopg.conninfo.conninfo_to_dict(staging_dsn)
+    url = (
+        f"postgresql://{info.get('user', 'postgres')}:{info.get('password') or ''}"
+        f"@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{info['dbname']}"
+    )
+    env = {
+        "STAGING_DB_URL": url,
+        "DATA_DIR": str(tmp_path),
+        "APIFY_TOKEN": APIFY_TOKEN,
+        "APIFY_API_URL": fake_apify.url,
+        "APIFY_TASK_ZARA": APIFY_TASK,
+    }
+    fake_apify.plan(APIFY_TASK, RunPlan(count=total, item_at=slow_item))
+    proc = start("apify", "apify_zara", env)
+    wait_until(lambda: count(staging_dsn, "TRUE") >= 1000, proc)
+    interrupt(proc, sig, staging_dsn, "sync")
+    assert count(staging_dsn, "TRUE") < total
+    assert count(staging_dsn, "delisted_at IS NOT NULL") == 0
+    fake_apify.plan(APIFY_TASK, RunPlan(count=total, item_at=lambda n: zara_item(500_000_000 + n)))
+    restart("apify", "apify_zara", env, staging_dsn, sig)
+    rows = query(staging_dsn, "SELECT external_id, image_status, delisted_at FROM raw_products")
+    assert sorted(int(r["external_id"]) for r in rows) == list(range(500_000_000, 500_004_000))
+    assert {(r["image_status"], r["delisted_at"]) for r in rows} == {("pending", None)}

@@ -301,6 +301,7 @@ def _wire_apify(resources: Resources) -> _Wiring:
             clock=resources.clock(),
             source_kind=kind,
             delist=options.delist,
+            stop=resources.stop(),
         )
         return Job(_scraper_name("apify", name), work, resources.recorder())
 
