@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -315,3 +316,51 @@ def test_apify_collect_interrupted_mid_stream(
     rows = query(staging_dsn, "SELECT external_id, image_status, delisted_at FROM raw_products")
     assert sorted(int(r["external_id"]) for r in rows) == list(range(500_000_000, 500_004_000))
     assert {(r["image_status"], r["delisted_at"]) for r in rows} == {("pending", None)}
+
+
+def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fixtures
+    staging_db: Database,
+    staging_dsn: str,
+    s3_bucket: S3Bucket,
+    proxy_server: ProxyServer,
+    origin_ca: Path,
+    origin: Origin,
+    tmp_path: Path,
+) -> None:
+    """A photo that never comes holds the job; STOP_GRACE_SECONDS after SIGTERM the process exits.
+
+    Its log row is left 'running' (the next start on the host marks it abandoned) and its
+    lease lapses by itself.
+    """
+    stuck = threading.Event()
+    origin.serve("/stuck/1.jpg", Reply(body=rgb_jpeg(), gate=stuck))
+    PostgresCatalogStore(staging_db).upsert_products(
+        [draft(1, external_id="stuck", original_image_urls=(origin.url("/stuck/1.jpg"),))],
+        datetime.now(UTC),
+    )
+    env = {
+        "STAGING_DB_URL": staging_dsn,
+        "PROXY_URL": proxy_server.url,
+        "PROXY_CA_BUNDLE": str(origin_ca),
+        "ALLOWED_PHOTO_HOSTS": "localhost",
+        "DOWNLOAD_DELAY_MIN": "0",
+        "DOWNLOAD_DELAY_MAX": "0",
+        "DOWNLOAD_TIMEOUT": "30",
+        "DATA_DIR": str(tmp_path / "data"),
+        "STOP_GRACE_SECONDS": "1",
+        **s3_bucket.env(),
+    }
+    try:
+        proc = start("photo_downloader", "download_pending", env)
+        wait_until(lambda: origin.hits["/stuck/1.jpg"] > 0, proc)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        stuck.set()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert 1.0 <= took < 4.0, took
+    assert "STOP_GRACE_SECONDS" in err
+    (log,) = query(staging_dsn, "SELECT status FROM scraper_logs")
+    assert log["status"] == "running"
