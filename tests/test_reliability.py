@@ -28,8 +28,8 @@ from undecat.bootstrap import check_lease_covers_batch
 from undecat.cli import main
 from undecat.config import Config
 from undecat.domain.models import RunResult
-from undecat.domain.stages import CollageStored, Stage
-from undecat.domain.status import ImageStatus, RunStatus
+from undecat.domain.stages import CollageStored, ProductionDone, Stage
+from undecat.domain.status import ImageStatus, RunStatus, SyncStatus
 from undecat.errors import ConfigError
 from undecat.jobs.collage import CollageStage
 from undecat.jobs.download import DownloadSettings, PhotoDownloader
@@ -462,3 +462,22 @@ def test_each_hosts_role_can_fence_fail_requeue_and_log(
             ("abandoned",),
             ("running",),
         ]
+
+
+def test_a_skipped_sync_keeps_its_reason_but_is_not_requeued(
+    staging_db: Database, staging_dsn: str
+) -> None:
+    """A production-sync skip is a result, not a failure: requeue and the counts leave it alone."""
+    seed_products(staging_dsn, 1, photos=1)
+    queue = PostgresWorkQueue(staging_db, Stage.SYNC)
+    (claim,) = queue.claim("s", 1, LEASE)
+    assert queue.complete(claim, ProductionDone(SyncStatus.SKIPPED, "no price"))
+    (row,) = _rows(staging_dsn)
+    assert (row["sync_status"], row["sync_error"], row["error_message"]) == (
+        "skipped",
+        "no price",
+        "no price",
+    )
+    assert queue.requeue(dry_run=True) == 0
+    assert queue.requeue_failed() == 0
+    assert (queue.counts().failed, queue.counts().exhausted) == (0, 0)

@@ -181,6 +181,15 @@ class PostgresWorkQueue:
             if spec.failed_value is not None
             else sql.SQL("")
         )
+        # A row failed in this stage: its reason is set (and, where the stage's failure has a
+        # status, the row is in it: a skipped sync keeps its reason but is not a failure).
+        failed = (
+            sql.SQL("({} IS NOT NULL AND {} = {})").format(
+                self._error, self._status, sql.Literal(spec.failed_value)
+            )
+            if spec.failed_value is not None
+            else sql.SQL("({} IS NOT NULL)").format(self._error)
+        )
         return sql.SQL(template).format(
             owner=self._owner,
             lease=self._lease,
@@ -193,6 +202,7 @@ class PostgresWorkQueue:
             returning=_RETURNING,
             set_error_status=set_error_status,
             set_requeue_status=set_requeue_status,
+            failed=failed,
             message_after_clear=self._message_after_clear,
             **extra,
         )
@@ -420,7 +430,7 @@ class PostgresWorkQueue:
             "UPDATE raw_products SET {set_requeue_status} {err} = NULL,"
             " error_message = {message_after_clear},"
             " {next} = now() + %(spacing)s, updated_at = now()"
-            " WHERE {err} IS NOT NULL AND {attempts} < %(max)s AND {owner} IS NULL"
+            " WHERE {failed} AND {attempts} < %(max)s AND {owner} IS NULL"
             + ("" if self._spec.requeue_delisted else " AND delisted_at IS NULL")
         )
         params = {"max": self._max_attempts, "spacing": self._spacing}
@@ -438,7 +448,7 @@ class PostgresWorkQueue:
         say-so for rows whose attempts ran out.
         """
         where = (
-            " WHERE {err} IS NOT NULL AND ({lease} IS NULL OR {lease} < now())"
+            " WHERE {failed} AND ({lease} IS NULL OR {lease} < now())"
             " AND (%(brand)s::text IS NULL OR brand = %(brand)s)"
             " AND (%(reason)s::text IS NULL OR strpos(lower({err}), lower(%(reason)s)) > 0)"
         )
@@ -466,8 +476,8 @@ class PostgresWorkQueue:
             "   AND ({next} IS NULL OR {next} <= now()) AND {attempts} < %(max)s) AS claimable,"
             " count(*) FILTER (WHERE {owner} IS NOT NULL AND {lease} >= now()) AS leased,"
             " count(*) FILTER (WHERE {owner} IS NOT NULL AND {lease} < now()) AS stale,"
-            " count(*) FILTER (WHERE {err} IS NOT NULL AND {attempts} < %(max)s) AS failed,"
-            " count(*) FILTER (WHERE {err} IS NOT NULL AND {attempts} >= %(max)s) AS exhausted,"
+            " count(*) FILTER (WHERE {failed} AND {attempts} < %(max)s) AS failed,"
+            " count(*) FILTER (WHERE {failed} AND {attempts} >= %(max)s) AS exhausted,"
             " count(*) FILTER (WHERE {eligible} AND {err} IS NULL AND {next} > now()) AS waiting"
             " FROM raw_products"
         )
