@@ -119,6 +119,17 @@ ALTER TABLE scraper_logs
     ADD CONSTRAINT scraper_logs_status_check
         CHECK (status IN ('running', 'success', 'partial', 'failed', 'interrupted', 'abandoned'));
 
+-- Rows nobody holds that have used attempts (failed, postponed, released): a claim looks
+-- among them for rows whose attempts ran out, without reading the queue.
+CREATE INDEX idx_raw_products_idle_download ON raw_products (download_attempts)
+    WHERE download_owner IS NULL AND download_attempts > 0;
+CREATE INDEX idx_raw_products_idle_collage ON raw_products (collage_attempts)
+    WHERE collage_owner IS NULL AND collage_attempts > 0;
+CREATE INDEX idx_raw_products_idle_ximilar ON raw_products (ximilar_attempts)
+    WHERE ximilar_owner IS NULL AND ximilar_attempts > 0;
+CREATE INDEX idx_raw_products_idle_sync ON raw_products (sync_attempts)
+    WHERE sync_owner IS NULL AND sync_attempts > 0;
+
 -- A run's start looks for its own host's older 'running' rows.
 CREATE INDEX idx_scraper_logs_running ON scraper_logs (scraper_name, started_at)
     WHERE status = 'running';

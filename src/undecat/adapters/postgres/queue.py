@@ -211,14 +211,19 @@ class PostgresWorkQueue:
         """Lease up to ``limit`` eligible products to ``owner``."""
         if limit <= 0:
             return []
-        # Rows out of attempts whose worker is gone end failed, with their reason.
-        give_up = self._fmt(
-            "UPDATE raw_products SET {set_error_status} {err} = %(message)s,"
-            " error_message = %(message)s, {owner} = NULL, {lease} = NULL, updated_at = now()"
-            " WHERE id IN (SELECT id FROM raw_products WHERE {eligible} AND {err} IS NULL"
-            " AND ({lease} IS NULL OR {lease} < now()) AND {attempts} >= %(max)s"
-            " FOR UPDATE SKIP LOCKED)"
-        )
+        # Rows out of attempts whose worker is gone end failed, with their reason: those
+        # whose lease lapsed, and those nobody holds (MAX_RETRIES was lowered). Two
+        # statements, so each finds its few rows by an index (0006, 0007), not a scan.
+        give_up = [
+            self._fmt(
+                "UPDATE raw_products SET {set_error_status} {err} = %(message)s,"
+                " error_message = %(message)s, {owner} = NULL, {lease} = NULL,"
+                " updated_at = now()"
+                " WHERE id IN (SELECT id FROM raw_products WHERE {eligible} AND {err} IS NULL"
+                " AND " + idle + " AND {attempts} >= %(max)s FOR UPDATE SKIP LOCKED)"
+            )
+            for idle in ("{lease} < now()", "{owner} IS NULL AND {attempts} > 0")
+        ]
         claim = self._fmt(
             "UPDATE raw_products SET {owner} = %(owner)s, {lease} = now() + %(lease)s,"
             " {attempts} = {attempts} + 1, {token} = {token} + 1"
@@ -241,7 +246,8 @@ class PostgresWorkQueue:
             ),
         }
         with self._db.transaction(f"claiming {self.stage.value} work") as cur:
-            cur.execute(give_up, params)
+            for statement in give_up:
+                cur.execute(statement, params)
             cur.execute(claim, params)
             rows = cur.fetchall()
         claims = [
