@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -481,3 +484,20 @@ def test_a_skipped_sync_keeps_its_reason_but_is_not_requeued(
     assert queue.requeue(dry_run=True) == 0
     assert queue.requeue_failed() == 0
     assert (queue.counts().failed, queue.counts().exhausted) == (0, 0)
+
+
+def test_a_signal_becomes_a_stop_request_and_handlers_are_restored() -> None:
+    """SIGTERM inside the runner's context sets the stop token; leaving it restores the handler.
+
+    A job that returned in time cancels the hard exit: the process lives past the grace.
+    """
+    from undecat.cli import _stop_on_signals  # noqa: PLC0415  # the runner's own
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopToken()
+    with _stop_on_signals(stop, grace=0.2) as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5)
+    assert (stop.reason, received) == ("SIGTERM", [signal.SIGTERM])
+    assert signal.getsignal(signal.SIGTERM) == before
+    time.sleep(0.4)  # past the grace: still here

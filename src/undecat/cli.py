@@ -83,12 +83,16 @@ def _stop_on_signals(stop: StopToken, grace: float) -> Iterator[list[int]]:
         stop.request(name)
         timer = threading.Timer(grace, hard_exit, args=(signum,))
         timer.daemon = True
+        timers.append(timer)
         timer.start()
 
+    timers: list[threading.Timer] = []
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield received
     finally:
+        for timer in timers:  # the job returned in time: no hard exit
+            timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
