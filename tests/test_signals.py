@@ -329,13 +329,22 @@ def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fi
 ) -> None:
     """A photo that never comes holds the job; STOP_GRACE_SECONDS after SIGTERM the process exits.
 
-    Its log row is left 'running' (the next start on the host marks it abandoned) and its
-    lease lapses by itself.
+    The products not begun are released at once; the stuck one's lease lapses by itself and
+    the log row is left 'running' (the next start on the host marks it abandoned).
     """
     stuck = threading.Event()
     origin.serve("/stuck/1.jpg", Reply(body=rgb_jpeg(), gate=stuck))
-    PostgresCatalogStore(staging_db).upsert_products(
+    origin.serve("/quick/1.jpg", Reply(body=rgb_jpeg()))
+    store = PostgresCatalogStore(staging_db)
+    store.upsert_products(  # first, so it is the one in hand
         [draft(1, external_id="stuck", original_image_urls=(origin.url("/stuck/1.jpg"),))],
+        datetime.now(UTC),
+    )
+    store.upsert_products(
+        [
+            draft(n, external_id=f"q{n}", original_image_urls=(origin.url("/quick/1.jpg"),))
+            for n in (2, 3)
+        ],
         datetime.now(UTC),
     )
     env = {
@@ -346,6 +355,8 @@ def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fi
         "DOWNLOAD_DELAY_MIN": "0",
         "DOWNLOAD_DELAY_MAX": "0",
         "DOWNLOAD_TIMEOUT": "30",
+        "CONCURRENT_DOWNLOADS": "1",
+        "BATCH_SIZE": "3",
         "DATA_DIR": str(tmp_path / "data"),
         "STOP_GRACE_SECONDS": "1",
         **s3_bucket.env(),
@@ -364,3 +375,8 @@ def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fi
     assert "STOP_GRACE_SECONDS" in err
     (log,) = query(staging_dsn, "SELECT status FROM scraper_logs")
     assert log["status"] == "running"
+    # The products no worker had begun were handed back before the grace ran out.
+    held = query(
+        staging_dsn, "SELECT external_id FROM raw_products WHERE download_owner IS NOT NULL"
+    )
+    assert [r["external_id"] for r in held] == ["stuck"]

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Protocol
 
@@ -115,6 +115,7 @@ class _Flow:
     """The run's claims not settled yet, how many have not started, and what stopped it."""
 
     open: dict[int, Claim] = attrs.field(factory=dict)
+    begun: set[int] = attrs.field(factory=set)
     unstarted: int = 0
     outage: OutageError | None = None
     stop: threading.Event = attrs.field(factory=threading.Event)
@@ -125,8 +126,9 @@ class _Flow:
             self.open.update((c.product.id, c) for c in claims)
             self.unstarted += len(claims)
 
-    def started(self) -> None:
+    def started(self, claim: Claim) -> None:
         with self.changed:
+            self.begun.add(claim.product.id)
             self.unstarted -= 1
             self.changed.notify_all()
 
@@ -141,14 +143,26 @@ class _Flow:
             self.stop.set()
             self.changed.notify_all()
 
-    def wait_for_starts(self) -> None:
+    def wait_for_starts(self, stopping: Callable[[], bool]) -> None:
         """Return once every product claimed so far has started (or the run is stopping)."""
         with self.changed:
-            self.changed.wait_for(lambda: self.unstarted <= 0 or self.stop.is_set())
+            # A stop request is not a notification of this condition: look every 0.1 s.
+            while not self.changed.wait_for(
+                lambda: self.unstarted <= 0 or self.stop.is_set() or stopping(), timeout=0.1
+            ):
+                pass
 
     def unsettled(self) -> list[Claim]:
         with self.changed:
             return list(self.open.values())
+
+    def take_unstarted(self) -> list[Claim]:
+        """Remove and return the open claims no worker has begun (to release them now)."""
+        with self.changed:
+            taken = [c for i, c in self.open.items() if i not in self.begun]
+            for claim in taken:
+                del self.open[claim.product.id]
+            return taken
 
 
 @attrs.frozen
@@ -180,7 +194,7 @@ class PhotoDownloader:
                         # The next batch is claimed as soon as every product claimed so far
                         # has started: workers never idle between batches, and no claim
                         # waits long for a worker while its lease runs.
-                        flow.wait_for_starts()
+                        flow.wait_for_starts(self._stopping)
                         running = _reap(running)
                         if flow.stop.is_set() or self._stopping():
                             break
@@ -194,8 +208,7 @@ class PhotoDownloader:
                         tally.add(batches=1, claimed=len(claims))
                         flow.add(claims)
                         running += [pool.submit(self._work, c, flow, tally) for c in claims]
-                    for future in running:
-                        future.result()
+                    self._finish_running(running, flow, tally)
                 except BaseException:
                     flow.halt(None)  # a bug: start nothing more, let the running ones end
                     raise
@@ -203,8 +216,23 @@ class PhotoDownloader:
             self._release(flow, tally)
         return self._result(tally, flow.outage)
 
-    def _release(self, flow: _Flow, tally: _Tally) -> None:
-        left = flow.unsettled()
+    def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: _Tally) -> None:
+        """Wait for the products started; on a stop, first hand back those not begun.
+
+        Even if the product in hand outlives the grace period, only its own lease stays held.
+        """
+        released = False
+        waiting = set(running)
+        while waiting:
+            done, waiting = wait(waiting, timeout=0.1)
+            for future in done:
+                future.result()  # a bug's exception, if one ended with one
+            if self._stopping() and not released:
+                self._release(flow, tally, flow.take_unstarted())
+                released = True
+
+    def _release(self, flow: _Flow, tally: _Tally, left: list[Claim] | None = None) -> None:
+        left = flow.unsettled() if left is None else left
         if not left:
             return
         try:
@@ -217,7 +245,7 @@ class PhotoDownloader:
 
     def _work(self, claim: Claim, flow: _Flow, tally: _Tally) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
-        flow.started()
+        flow.started(claim)
         if flow.stop.is_set() or self._stopping():
             return  # left unsettled: released at the end of the run
         product = claim.product
