@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from undecat.adapters.objectstore.keying import checked_content_type, checked_key, folder_prefix
 from undecat.domain.models import Claim, Product
 from undecat.domain.stages import CollageStored, Outcome, PhotosStored, Stage
 from undecat.domain.status import ImageStatus, SyncStatus, XimilarStatus
@@ -77,7 +78,10 @@ def product(n: int, urls: Sequence[str] | None = None, **changes: object) -> Pro
 
 @attrs.define
 class Row:
-    """One raw_products row as a claiming stage sees it."""
+    """One raw_products row as a claiming stage sees it.
+
+    ``error`` is the stage's own reason (``<stage>_error``); ``token`` its claim counter.
+    """
 
     product: Product
     status: ImageStatus
@@ -87,18 +91,27 @@ class Row:
     image_urls: tuple[str, ...] = ()
     collage_url: str | None = None
     error_message: str | None = None
+    error: str | None = None
+    token: int = 0
+    next_at: datetime | None = None
 
 
-# stage -> (the status it works on, the status its outcome leads to)
+# stage -> (the status it works on, the status its outcome leads to, the status a failure
+# leaves: the downloader's is image_status 'error'; a collage failure keeps 'uploaded')
 _IMAGE_STAGES = {
-    Stage.DOWNLOAD: (ImageStatus.PENDING, ImageStatus.UPLOADED),
-    Stage.COLLAGE: (ImageStatus.UPLOADED, ImageStatus.COLLAGE_READY),
+    Stage.DOWNLOAD: (ImageStatus.PENDING, ImageStatus.UPLOADED, ImageStatus.ERROR),
+    Stage.COLLAGE: (ImageStatus.UPLOADED, ImageStatus.COLLAGE_READY, ImageStatus.UPLOADED),
 }
+#: ``next_at`` of a row that waits for its data to change.
+PARKED = datetime.max.replace(tzinfo=UTC)
 
 
 class MemoryQueue:
     """The WorkQueue of the download or collage stage in memory.
 
+    The same contract as PostgresWorkQueue (tests/test_queue_contract.py runs one suite
+    against both): fenced by owner and token, failures kept in the stage's own ``error``,
+    rows out of attempts end failed, ``requeue_failed`` takes failed rows with attempts left.
     ``fail_on[method] = exc`` makes that method raise (an outage). ``claimed_by``,
     ``released`` and ``extended`` record what the job did, for assertions.
     """
@@ -112,7 +125,7 @@ class MemoryQueue:
         max_attempts: int = 3,
     ) -> None:
         self.stage = stage
-        self.ready, self.done = _IMAGE_STAGES[stage]
+        self.ready, self.done, self.failed = _IMAGE_STAGES[stage]
         self.clock = clock or FakeClock()
         self.max_attempts = max_attempts
         self.rows: dict[int, Row] = {}
@@ -143,21 +156,46 @@ class MemoryQueue:
 
     def _held(self, claim: Claim) -> Row | None:
         row = self.rows[claim.product.id]
-        return row if row.owner == claim.owner else None
+        return row if (row.owner, row.token) == (claim.owner, claim.token) else None
+
+    def _set_error(self, row: Row, message: str) -> None:
+        row.status, row.error, row.error_message = self.failed, message, message
+        row.owner = row.lease_until = None
 
     def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
         self._maybe_fail("claim")
         with self.lock:
+            now = self.clock.now()
+            for row in self.rows.values():
+                eligible = row.status == self.ready and row.error is None and self._free(row)
+                if eligible and row.attempts >= self.max_attempts:
+                    self._set_error(
+                        row, f"{self.stage.value}: gave up after {self.max_attempts} attempts"
+                    )
             claims: list[Claim] = []
             for row in sorted(self.rows.values(), key=lambda r: r.product.id):
                 if len(claims) == limit:
                     break
-                if row.status == self.ready and self._free(row):
-                    row.owner, row.lease_until = owner, self.clock.now() + lease
+                if (
+                    row.status == self.ready
+                    and row.error is None
+                    and self._free(row)
+                    and (row.next_at is None or row.next_at <= now)
+                    and row.attempts < self.max_attempts
+                ):
+                    row.owner, row.lease_until = owner, now + lease
                     row.attempts += 1
+                    row.token += 1
                     self.claimed_by.setdefault(row.product.id, []).append(owner)
                     claims.append(
-                        Claim(self.stage.value, owner, row.attempts, row.lease_until, row.product)
+                        Claim(
+                            self.stage.value,
+                            owner,
+                            row.attempts,
+                            row.lease_until,
+                            row.product,
+                            token=row.token,
+                        )
                     )
             return claims
 
@@ -182,7 +220,9 @@ class MemoryQueue:
                 row.collage_url = outcome.collage_url
             else:
                 raise AssertionError(f"{type(outcome).__name__} is not a {self.stage} outcome")
-            row.status, row.error_message = self.done, None
+            if row.error_message == row.error:
+                row.error_message = None
+            row.status, row.error, row.next_at = self.done, None, None
             row.owner = row.lease_until = None
             row.attempts = 0
             return True
@@ -193,12 +233,19 @@ class MemoryQueue:
             row = self._held(claim)
             if row is None:
                 return False
-            row.status, row.error_message = ImageStatus.ERROR, message
-            row.owner = row.lease_until = None
+            self._set_error(row, message)
             return True
 
     def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        raise AssertionError(f"the {self.stage} stage never postpones")
+        if claim.attempt >= self.max_attempts:
+            return self.fail(claim, f"{message} (gave up after {claim.attempt} attempts)")
+        with self.lock:
+            row = self._held(claim)
+            if row is None:
+                return False
+            row.next_at, row.error_message = self.clock.now() + delay, message
+            row.owner = row.lease_until = None
+            return True
 
     def release(self, claims: Sequence[Claim]) -> int:
         self._maybe_fail("release")
@@ -214,10 +261,35 @@ class MemoryQueue:
         with self.lock:
             requeued = 0
             for row in self.rows.values():
-                if row.status == ImageStatus.ERROR and 0 < row.attempts < self.max_attempts:
-                    row.status = self.ready
+                if row.error is not None and row.owner is None and row.attempts < self.max_attempts:
+                    self._clear_error(row)
                     requeued += 1
             return requeued
+
+    def requeue(
+        self, *, brand: str | None = None, reason: str | None = None, dry_run: bool = False
+    ) -> int:
+        """Put every failed row back with fresh attempts (``undecat requeue``)."""
+        with self.lock:
+            rows = [
+                row
+                for row in self.rows.values()
+                if row.error is not None
+                and self._free(row)
+                and (brand is None or row.product.brand == brand)
+                and (reason is None or reason.lower() in row.error.lower())
+            ]
+            if not dry_run:
+                for row in rows:
+                    self._clear_error(row)
+                    row.attempts, row.next_at = 0, None
+                    row.owner = row.lease_until = None
+            return len(rows)
+
+    def _clear_error(self, row: Row) -> None:
+        if row.error_message == row.error:
+            row.error_message = None
+        row.status, row.error = self.ready, None
 
 
 class MemoryStore:
@@ -237,6 +309,7 @@ class MemoryStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         self._check()
+        key, content_type = checked_key(key), checked_content_type(content_type)
         with self.lock:
             self.objects[key] = data
             self.content_types[key] = content_type
@@ -255,8 +328,11 @@ class MemoryStore:
         return key in self.objects
 
     def delete_prefix(self, prefix: str) -> int:
+        # A prefix is a folder: whole path segments only, as S3ObjectStore and
+        # FileObjectStore (tests/test_objectstore_contract.py runs all three).
         self._check()
-        gone = [k for k in self.objects if k.startswith(prefix)]
+        folder = folder_prefix(prefix)
+        gone = [k for k in self.objects if k.startswith(folder)]
         for key in gone:
             del self.objects[key]
         return len(gone)

@@ -49,6 +49,8 @@ class FakeXimilar:
         self.rate_tolerance = 1e-6  # seconds of jitter forgiven
         self._last: float | None = None
         self.fail_records: dict[str, tuple[int, str]] = {}  # _id -> (code, text) on insert
+        # Inserts it accepts but neither stores nor reports (the reply confirms a subset).
+        self.silently_drop: Callable[[str], bool] = lambda _id: False
         self.forced: list[int] = []  # next HTTP statuses to answer instead of acting
         self.stall: list[str] = []  # next requests: "after" acting, or "before" acting
         self.stall_seconds = 1.0
@@ -127,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif rid in fake.fail_records:
                 code, text = fake.fail_records[rid]
                 skipped.append({"_id": rid, "_reason": {"status": {"code": code, "text": text}}})
+            elif fake.silently_drop(rid):
+                continue
             else:
                 fake.records[rid] = dict(record)
                 fake.stored[rid] += 1

@@ -154,7 +154,7 @@ def test_truncated_original_fails_only_that_product_with_the_photo_named(
     assert (result.records_updated, result.records_errors) == (1, 1)
     assert queue.rows[good.id].status is ImageStatus.COLLAGE_READY
     row = queue.rows[bad.id]
-    assert row.status is ImageStatus.ERROR
+    assert (row.status, row.error is not None) == (ImageStatus.UPLOADED, True)
     assert row.error_message is not None
     assert row.error_message.startswith("collage: photo 2 of 2 ")
     assert "truncated" in row.error_message.lower()
@@ -171,7 +171,7 @@ def test_missing_original_fails_the_product(
     result = _stage(queue, store, clock).process_new()
     row = queue.rows[product.id]
     assert result.status == RunStatus.PARTIAL
-    assert row.status is ImageStatus.ERROR
+    assert (row.status, row.error is not None) == (ImageStatus.UPLOADED, True)
     assert row.error_message is not None
     assert row.error_message == (
         "collage: photo 3 of 3 cannot be read from the store:"
@@ -186,9 +186,9 @@ def test_foreign_url_and_no_photos_fail_the_product(
     queue.add(_product(1, ("https://elsewhere.test/a.jpg",)))
     queue.add(_product(2, ()))
     _stage(queue, store, clock).process_new()
-    assert queue.rows[1].status is ImageStatus.ERROR
+    assert queue.rows[1].error is not None  # the collage stage failed it
     assert "not a URL of this store" in (queue.rows[1].error_message or "")
-    assert queue.rows[2].status is ImageStatus.ERROR
+    assert queue.rows[2].error is not None  # the collage stage failed it
     assert queue.rows[2].error_message == "collage: the product has no photos to put in a collage"
 
 
@@ -200,7 +200,7 @@ def test_too_large_collage_fails_the_product_clearly(
     Image.new("L", (100, 60_000), 0).save(strip, "PNG")
     product = _stock(queue, store, 1, [_jpeg(1920, 2880, (1, 1, 1)), strip.getvalue()])
     _stage(queue, store, clock).process_new()
-    assert queue.rows[product.id].status is ImageStatus.ERROR
+    assert queue.rows[product.id].error is not None  # the collage stage failed it
     assert "over the budget of 200 MP" in (queue.rows[product.id].error_message or "")
 
 
@@ -330,10 +330,13 @@ def test_retry_failed_requeues_failed_products(
     """retry_failed gives failed products with attempts left back to the stage."""
     product = _stock(queue, store, 1, [b"not an image"])
     _stage(queue, store, clock).process_new()
-    assert queue.rows[product.id].status is ImageStatus.ERROR
+    assert queue.rows[product.id].error is not None  # the collage stage failed it
     result = retry_failed(queue)
     assert (result.status, result.records_updated) == (RunStatus.SUCCESS, 1)
-    assert queue.rows[product.id].status is ImageStatus.UPLOADED
+    assert (queue.rows[product.id].status, queue.rows[product.id].error) == (
+        ImageStatus.UPLOADED,
+        None,
+    )
 
 
 def _touch(path: Path, age: timedelta, now: datetime) -> None:

@@ -90,7 +90,7 @@ def _rows(dsn: str) -> dict[str, dict[str, Any]]:
     with psycopg.connect(dsn, row_factory=psycopg.rows.dict_row) as conn:
         rows = conn.execute(
             "SELECT external_id, image_status, collage_url, error_message, collage_owner,"
-            " collage_attempts FROM raw_products"
+            " collage_attempts, collage_error FROM raw_products"
         ).fetchall()
     return {row["external_id"]: row for row in rows}
 
@@ -142,8 +142,10 @@ def test_process_new_builds_uploads_and_marks_ready_once(
         stored = s3_bucket.client.get_object(Bucket=s3_bucket.bucket, Key=key)
         assert stored["ContentType"] == "image/jpeg"
         assert Image.open(io.BytesIO(stored["Body"].read())).size == (48, 36)
-    assert rows[broken]["image_status"] == "error"
-    assert "photo 2 of 2" in rows[broken]["error_message"]
+    # The collage failure is the collage stage's own: the photos stay 'uploaded'.
+    assert rows[broken]["image_status"] == "uploaded"
+    assert "photo 2 of 2" in rows[broken]["collage_error"]
+    assert rows[broken]["error_message"] == rows[broken]["collage_error"]
     assert _collage_keys(s3_bucket) == sorted(collage_key("zara", e) for e in good)
     with psycopg.connect(staging_dsn) as conn:
         logged = conn.execute(

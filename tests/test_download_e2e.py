@@ -339,6 +339,7 @@ def test_database_killed_mid_batch_loses_nothing(
         "STAGING_DB_URL": dsn,
         "CONCURRENT_DOWNLOADS": "2",
         "LEASE_SECONDS": "1",
+        "PRODUCT_TIMEOUT": "0.5",  # a lease must outlast a product (2 x PRODUCT_TIMEOUT)
     }
 
     def kill_when_slow_ones_are_in_flight() -> None:

@@ -220,8 +220,8 @@ def test_lost_lease_is_not_counted_as_new() -> None:
 def test_retry_failed_requeues_errors_with_attempts_left() -> None:
     """retry_failed sends error products back to pending and reports how many."""
     queue = download_queue([product(1), product(2)])
-    queue.rows[1].status, queue.rows[1].attempts = ImageStatus.ERROR, 1
-    queue.rows[2].status, queue.rows[2].attempts = ImageStatus.ERROR, 3
+    queue.rows[1].status, queue.rows[1].attempts, queue.rows[1].error = ImageStatus.ERROR, 1, "x"
+    queue.rows[2].status, queue.rows[2].attempts, queue.rows[2].error = ImageStatus.ERROR, 3, "x"
     result = retry_failed(queue)
     assert (queue.status(1), queue.status(2)) == ("pending", "error")
     assert result.records_updated == 1

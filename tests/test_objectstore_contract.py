@@ -1,4 +1,8 @@
-"""One contract suite, run against both ObjectStore adapters: real SeaweedFS S3 and a folder."""
+"""One ObjectStore contract suite, so neither the adapters nor the fake can drift.
+
+It runs against both adapters (real SeaweedFS S3 and a folder) and the in-memory fake the
+job tests use (tests/fakes.MemoryStore).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import MemoryStore
 from tests.fix_s3 import S3Bucket
 from tests.strategies import external_ids
 from undecat.adapters.objectstore import FileObjectStore, S3ObjectStore, S3Settings
@@ -28,9 +33,12 @@ def s3_store(bucket: S3Bucket, base: str | None = None) -> S3ObjectStore:
     )
 
 
-@pytest.fixture(params=["s3", "file"])
+@pytest.fixture(params=["s3", "file", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
-    """Each adapter in turn, on an empty bucket."""
+    """Each adapter in turn (and the job tests' fake), on an empty bucket."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
     if request.param == "s3":
         built: S3ObjectStore | FileObjectStore = s3_store(request.getfixturevalue("s3_bucket"))
     else:
@@ -76,6 +84,18 @@ def test_delete_prefix_counts_and_spares_neighbours(store: ObjectStore) -> None:
     assert store.exists(original_key("zara", "123", 1))
     assert store.delete_prefix("originals/zara/12") == 0
     assert store.delete_prefix("originals/zara/123") == 1
+
+
+def test_delete_prefix_matches_whole_segments_only(store: ObjectStore) -> None:
+    """A prefix names a folder: "collages/zara/1" never reaches "collages/zara/10.jpg"."""
+    store.put("collages/zara/10.jpg", JPEG, "image/jpeg")
+    store.put("collages/zara/1/a.jpg", JPEG, "image/jpeg")
+    store.put("collages/zarax/1/a.jpg", JPEG, "image/jpeg")
+    assert store.delete_prefix("collages/zara/1") == 1
+    assert store.delete_prefix("collages/zara/1/") == 0
+    assert store.exists("collages/zara/10.jpg")
+    assert store.delete_prefix("collages/zara") == 1
+    assert store.exists("collages/zarax/1/a.jpg")
 
 
 def test_unsafe_external_ids_stay_inside_their_folder(store: ObjectStore) -> None:

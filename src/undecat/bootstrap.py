@@ -26,10 +26,10 @@ from undecat.config import Config
 from undecat.domain.models import BRANDS
 from undecat.domain.stages import Stage
 from undecat.errors import ConfigError
-from undecat.jobs.runlog import Job
+from undecat.jobs.runlog import Job, StopToken
 from undecat.redact import Secret
 
-__all__ = ["HOST_JOBS", "Jobs", "bootstrap", "host_jobs"]
+__all__ = ["HOST_JOBS", "Jobs", "bootstrap", "check_lease_covers_batch", "host_jobs"]
 
 #: The job names of the source document, per host (runner script).
 HOST_JOBS: dict[str, tuple[str, ...]] = {
@@ -125,12 +125,32 @@ class Resources:
         )
 
     def recorder(self) -> Any:
-        """The ``scraper_logs`` writer."""
+        """The ``scraper_logs`` writer; a run's start marks its host's dead runs abandoned."""
         from undecat.adapters.postgres import PostgresRunRecorder  # noqa: PLC0415
 
         return self.get(
-            "recorder", lambda: PostgresRunRecorder(self.staging_db(), secrets=self.secrets())
+            "recorder",
+            lambda: PostgresRunRecorder(
+                self.staging_db(), secrets=self.secrets(), stale_after=self.run_time_limit()
+            ),
         )
+
+    def stop(self) -> StopToken:
+        """The stop request of this process (the CLI sets it on SIGTERM / SIGINT)."""
+        return self.get("stop", StopToken)
+
+    def run_metadata(self) -> dict[str, Any]:
+        """What every run log row records about where it ran (host and process)."""
+        return {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def run_time_limit(self) -> timedelta:
+        """How long a run may stay ``running`` before a later run on its host calls it dead.
+
+        A run renews its leases while it works, so one older than a lease (and an Apify
+        wait) without closing its row is not running any more.
+        """
+        seconds = max(self.config.lease_seconds, self.config.apify_wait_seconds)
+        return timedelta(seconds=seconds)
 
     def queue(self, stage: Stage) -> Any:
         """The leased work queue of ``stage``."""
@@ -221,6 +241,26 @@ class Resources:
 _RETRY_SPACING = {Stage.XIMILAR: timedelta(0)}
 
 
+def check_lease_covers_batch(config: Config) -> None:
+    """ConfigError when ``LEASE_SECONDS`` is shorter than a claimed product can be held.
+
+    A download batch's claims wait for a worker; each is renewed to a full lease when it
+    starts unless at least half a lease is left, and its product then runs for up to
+    ``PRODUCT_TIMEOUT``. So the lease must be at least twice ``PRODUCT_TIMEOUT``, or a
+    second worker may take over a product still being worked on -- and, without the
+    renewal, ``ceil(BATCH_SIZE / CONCURRENT_DOWNLOADS) x PRODUCT_TIMEOUT`` (the time the
+    last product of a batch can wait) would be needed instead.
+    """
+    needed = 2 * config.product_timeout
+    if config.lease_seconds < needed:
+        raise ConfigError(
+            f"LEASE_SECONDS ({config.lease_seconds:g}) is shorter than a claimed product can"
+            f" be held: 2 x PRODUCT_TIMEOUT ({config.product_timeout:g}) = {needed:g} s"
+            " (a lease is renewed when its product starts and must outlast it);"
+            " raise LEASE_SECONDS or lower PRODUCT_TIMEOUT"
+        )
+
+
 def _required(value: Secret | None, variable: str) -> Secret:
     if value is None:
         raise ConfigError(f"{variable} is not set")
@@ -256,8 +296,13 @@ class Jobs:
         if factory is None:
             raise ConfigError(f"job {name!r} of {host} is not available in this version")
         job = factory()
-        observers = self.resources.metrics(host)
-        return attrs.evolve(job, observers=(*job.observers, *observers)) if observers else job
+        observers = (*job.observers, *self.resources.metrics(host))
+        return attrs.evolve(
+            job,
+            observers=observers,
+            stop=job.stop or self.resources.stop(),
+            metadata=job.metadata or self.resources.run_metadata(),
+        )
 
     def close(self) -> None:
         """Close the adapters built for these jobs."""
@@ -332,6 +377,7 @@ def _wire_apify(resources: Resources) -> _Wiring:
             clock=resources.clock(),
             source_kind=kind,
             delist=options.delist,
+            stop=resources.stop(),
         )
         return Job(_scraper_name("apify", name), work, resources.recorder())
 
@@ -354,6 +400,7 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
     def stage() -> download.PhotoDownloader:
         from undecat.adapters.imaging.validate import PhotoValidator  # noqa: PLC0415
 
+        check_lease_covers_batch(config)
         return download.PhotoDownloader(
             queue=resources.queue(Stage.DOWNLOAD),
             fetcher=resources.photo_fetcher(),
@@ -372,6 +419,7 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
                 breaker_threshold=config.proxy_breaker_threshold,
             ),
             secrets=resources.secrets(),
+            stop=resources.stop(),
         )
 
     def download_pending() -> Job:
@@ -433,6 +481,7 @@ def _wire_collage(resources: Resources) -> _Wiring:
             owner=resources.owner(),
             batch_size=config.batch_size,
             lease=resources.lease(),
+            stop=resources.stop(),
         )
         return Job(_scraper_name("collage", "process_new"), stage.process_new, resources.recorder())
 
@@ -537,6 +586,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                     dry_run=bool(getattr(visual_index, "dry_run", False)),
                     ledger=ledger(),
                     photo_base=config.public_base_url(),
+                    stop=resources.stop(),
                 ),
                 recorder=resources.recorder(),
             )

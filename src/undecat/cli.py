@@ -5,33 +5,48 @@
     undecat status [--html FILE]     (the funnel per brand, work, runs, errors; a web page)
     undecat health [--host H] [--json]  (is each host able to run its jobs; exit 0/1/2)
     runners/HOST.py health [--json]  (the same, for that host)
+    undecat requeue --stage STAGE [--brand B] [--reason TEXT] [--dry-run]
     undecat demo                     (the whole pipeline on embedded defaults)
     undecat runs | show | pilot | notify-failure   (operator commands, docs/runbook.md)
 
 Exit codes: 0 the job did its work; 1 it failed (logged in ``scraper_logs``);
-2 bad configuration or usage (one line naming the problem). ``health`` exits 0 healthy,
-1 degraded (a job late), 2 down (a dependency unreachable).
+2 bad configuration or usage (one line naming the problem); 128 + the signal's number when
+a job was stopped by SIGTERM / SIGINT (143 / 130; logged ``interrupted``). ``health`` exits
+0 healthy, 1 degraded (a job late), 2 down (a dependency unreachable).
 
 Logs go to stdout: JSON lines when it is not a terminal (journald), readable lines when it
 is, secrets scrubbed either way.
+
+A runner asked to stop (systemd's SIGTERM, Ctrl-C) sets the job's stop token: the job starts
+nothing more, finishes or abandons the item in hand, releases its unstarted claims and
+closes its run log ``interrupted``. If it has not returned within ``STOP_GRACE_SECONDS``
+(or on a second signal) the process exits at once; its leases lapse and its run log is
+marked ``abandoned`` by the job's next start on the host.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from undecat.config import Config
+from undecat.domain.status import RunStatus
 from undecat.errors import (
     ConfigError,
     CredentialsError,
     DatabaseConfigurationError,
     UndecatError,
 )
+from undecat.jobs.runlog import StopToken
 from undecat.redact import RedactingFilter, Secret, redact_text
 
 __all__ = ["main", "run_host"]
@@ -61,6 +76,48 @@ def _fail(message: str, config: Config | None = None) -> None:
 _HOSTS_WITH_OPTIONS = frozenset({"apify"})
 
 
+@contextmanager
+def _stop_on_signals(stop: StopToken, grace: float) -> Iterator[list[int]]:
+    """Turn SIGTERM / SIGINT into a stop request, with a hard exit after ``grace`` seconds.
+
+    Yields a list that holds the number of the signal received (empty while none came).
+    Handlers are installed only in the main thread (where Python delivers signals).
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def hard_exit(signum: int) -> None:
+        _log.error("did not stop within STOP_GRACE_SECONDS (%gs): exiting now", grace)
+        logging.shutdown()
+        os._exit(128 + signum)
+
+    def handle(signum: int, _: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if received:  # a second signal: no more grace
+            hard_exit(signum)
+        received.append(signum)
+        _log.warning("%s received: stopping (grace %gs)", name, grace)
+        stop.request(name)
+        timer = threading.Timer(grace, hard_exit, args=(signum,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
+
+    timers: list[threading.Timer] = []
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for timer in timers:  # the job returned in time: no hard exit
+            timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+
+
 def run_host(host: str, argv: Sequence[str]) -> int:
     """Run one job of ``host`` (the runners' entry point); return the exit code.
 
@@ -81,11 +138,15 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     args, extra = parser.parse_known_args(list(argv))
     _setup_logging()
     config: Config | None = None
+    stop = StopToken()
     try:
         config = Config.from_env()
         _setup_logging(config)
         _check_command(host_jobs(config.brands), host, args.job, extra)
-        with bootstrap(config, argv=tuple(extra)) as jobs:
+        with (
+            _stop_on_signals(stop, config.stop_grace_seconds) as received,
+            bootstrap(config, argv=tuple(extra), stop=stop) as jobs,
+        ):
             result = jobs.job(host, args.job).run()
     except (ConfigError, CredentialsError, DatabaseConfigurationError) as exc:
         _fail(str(exc), config)
@@ -93,6 +154,9 @@ def run_host(host: str, argv: Sequence[str]) -> int:
     except UndecatError as exc:
         _fail(f"{host} {args.job}: {exc}", config)
         return EXIT_FAILED
+    if result.status == RunStatus.INTERRUPTED:
+        _fail(f"{host} {args.job} interrupted: {result.error_message}", config)
+        return 128 + (received[0] if received else signal.SIGTERM)
     # A failed run's reason was logged once, at ERROR, with its summary (jobs.runlog).
     return exit_code(result)
 
@@ -147,8 +211,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database  # noqa: PLC0415
+    from undecat.adapters.postgres import Database, PostgresWorkQueue  # noqa: PLC0415
     from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
+    from undecat.domain.stages import Stage  # noqa: PLC0415
     from undecat.ops.render import render_html, render_text  # noqa: PLC0415
 
     config = Config.from_env()
@@ -156,7 +221,21 @@ def _status(args: argparse.Namespace) -> int:
         raise ConfigError("STAGING_DB_URL is not set")
     with Database(config.staging_db_url, max_size=1) as db:
         report = PostgresReport(db, max_attempts=config.max_retries).report()
+        queues = [
+            PostgresWorkQueue(db, stage, max_attempts=config.max_retries).counts()
+            for stage in Stage
+        ]
     print(render_text(report), end="")  # noqa: T201
+    # Per stage, as the queue itself counts its rows (the numbers `undecat requeue` acts on).
+    print(  # noqa: T201
+        f"\n{'stage':9} {'claimable':>9} {'leased':>7} {'stale':>6} {'failed':>7}"
+        f" {'exhausted':>9} {'waiting':>8}"
+    )
+    for q in queues:
+        print(  # noqa: T201
+            f"{q.stage.value:9} {q.claimable:9d} {q.leased:7d} {q.stale:6d} {q.failed:7d}"
+            f" {q.exhausted:9d} {q.waiting:8d}"
+        )
     if args.html:
         report = _with_thumbnails(config, report)
         path = Path(args.html)
@@ -232,6 +311,22 @@ def _health(args: argparse.Namespace) -> int:
     return _health_main(hosts, ["--json"] if args.json else [], prog="undecat health")
 
 
+def _requeue(args: argparse.Namespace) -> int:
+    from undecat.adapters.postgres import Database, PostgresWorkQueue  # noqa: PLC0415
+    from undecat.domain.stages import Stage  # noqa: PLC0415
+
+    config = Config.from_env()
+    if config.staging_db_url is None:
+        raise ConfigError("STAGING_DB_URL is not set")
+    stage = Stage(args.stage)
+    with Database(config.staging_db_url, max_size=1) as db:
+        queue = PostgresWorkQueue(db, stage, max_attempts=config.max_retries)
+        count = queue.requeue(brand=args.brand, reason=args.reason, dry_run=args.dry_run)
+    verb = "would requeue" if args.dry_run else "requeued"
+    print(f"{stage.value}: {verb} {count} product(s)")  # noqa: T201
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace) -> int:
     return run_host(args.host, [args.job, *args.rest])
 
@@ -261,6 +356,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     health.add_argument("--json", action="store_true", help="one JSON document")
     health.set_defaults(func=_health)
+    requeue = commands.add_parser(
+        "requeue", help="put a stage's failed (given-up) products back with fresh attempts"
+    )
+    requeue.add_argument(
+        "--stage", required=True, choices=("download", "collage", "ximilar", "sync")
+    )
+    requeue.add_argument("--brand", help="only this brand's products")
+    requeue.add_argument("--reason", help="only products whose stage error contains this text")
+    requeue.add_argument("--dry-run", action="store_true", help="count them, change nothing")
+    requeue.set_defaults(func=_requeue)
     # `demo` parses its own options (undecat.demo.main); listed here for --help.
     commands.add_parser("demo", help="the whole pipeline on embedded defaults (no credentials)")
     run = commands.add_parser("run", help="run one job of a host")

@@ -112,6 +112,7 @@ class Config:
     # Runtime.
     data_dir: Path = Path("data")
     lease_seconds: float = 3600.0
+    stop_grace_seconds: float = 45.0
 
     # User media (the backend's library, undecat.user_media).
     user_media_max_main_bytes: int = 8 * 1024 * 1024
@@ -247,6 +248,7 @@ class Config:
             ),
             migrate_attempts=env.number("MIGRATE_ATTEMPTS", int, 5, minimum=1),
             failure_webhook_url=env.url("FAILURE_WEBHOOK_URL", ("http", "https")),
+            stop_grace_seconds=env.number("STOP_GRACE_SECONDS", float, 45.0, minimum=0.1),
         )
 
 

@@ -107,7 +107,10 @@ class Product:
 class Claim:
     """A product leased to one worker for one stage.
 
-    Only the holder of ``owner`` may complete or fail it; ``attempt`` counts from 1.
+    Only the holder of ``owner`` with this ``token`` may complete, fail, extend or release
+    it; ``attempt`` counts from 1. ``token`` is the stage's claim counter of the row when it
+    was claimed: a later claim of the same row (after this lease lapsed) has another, so a
+    stale worker cannot write over it, even under the same owner name.
     """
 
     stage: str
@@ -115,6 +118,7 @@ class Claim:
     attempt: int
     lease_until: datetime
     product: Product
+    token: int = 0
 
 
 @attrs.frozen

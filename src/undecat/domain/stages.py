@@ -13,6 +13,7 @@ __all__ = [
     "Outcome",
     "PhotosStored",
     "ProductionDone",
+    "QueueCounts",
     "Stage",
     "XimilarProgress",
 ]
@@ -65,3 +66,22 @@ class ProductionDone:
 
 
 Outcome = PhotosStored | CollageStored | XimilarProgress | ProductionDone
+
+
+@attrs.frozen
+class QueueCounts:
+    """Where one stage's rows stand, for ``undecat status``.
+
+    ``leased``: held by a live lease; ``stale``: held by a lease that lapsed (a worker that
+    died); ``failed``: failed with attempts left (``retry_failed`` takes them); ``exhausted``:
+    gave up after the last attempt (only ``undecat requeue`` brings them back);
+    ``waiting``: not claimable before a later time (postponed, or a partial Ximilar row).
+    """
+
+    stage: Stage
+    claimable: int = 0
+    leased: int = 0
+    stale: int = 0
+    failed: int = 0
+    exhausted: int = 0
+    waiting: int = 0

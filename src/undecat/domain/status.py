@@ -65,9 +65,11 @@ IMAGE_TRANSITIONS: Mapping[tuple[ImageStatus, ImageEvent], ImageStatus] = {
     (_I.PENDING, _IE.PHOTOS_STORED): _I.UPLOADED,
     (_I.PENDING, _IE.DOWNLOAD_FAILED): _I.ERROR,
     (_I.UPLOADED, _IE.COLLAGE_STORED): _I.COLLAGE_READY,
-    (_I.UPLOADED, _IE.COLLAGE_FAILED): _I.ERROR,
+    # A collage failure is the collage stage's own (``collage_error``): the photos are
+    # still uploaded, and Ximilar keeps working on them.
+    (_I.UPLOADED, _IE.COLLAGE_FAILED): _I.UPLOADED,
     (_I.ERROR, _IE.RETRY_DOWNLOAD): _I.PENDING,
-    (_I.ERROR, _IE.RETRY_COLLAGE): _I.UPLOADED,
+    (_I.UPLOADED, _IE.RETRY_COLLAGE): _I.UPLOADED,
     **{(state, _IE.PHOTOS_CHANGED): _I.PENDING for state in ImageStatus},
 }
 
@@ -148,6 +150,8 @@ class RunStatus(enum.StrEnum):
     SUCCESS = "success"
     PARTIAL = "partial"  # the job did its work but some products failed
     FAILED = "failed"  # the job could not do its work (outage, bad config, failed Apify run)
+    INTERRUPTED = "interrupted"  # stopped by SIGTERM / SIGINT; leases of unstarted work released
+    ABANDONED = "abandoned"  # its process died; marked by a later run of the job on that host
 
 
 _State = TypeVar("_State", bound=enum.StrEnum)
@@ -165,7 +169,8 @@ def _step(
         ) from None
 
 
-#: ``error`` is one stored state for two failures; a retry undoes only its own stage's.
+#: A retry undoes only its own stage's failure (each stage keeps its reason in its own
+#: ``{stage}_error`` column, migration 0007).
 RETRY_OF: Mapping[ImageEvent, ImageEvent] = {
     ImageEvent.RETRY_DOWNLOAD: ImageEvent.DOWNLOAD_FAILED,
     ImageEvent.RETRY_COLLAGE: ImageEvent.COLLAGE_FAILED,
@@ -179,8 +184,7 @@ def next_image_status(
 
     A retry event needs ``last_failure``, the event that put the row in ``error``: the
     downloader's retry cannot revive a collage failure, nor the other way round. (The
-    database tells them apart by the stage's attempt count, which only that stage's failure
-    leaves non-zero.)
+    database tells them apart by the stage's own ``{stage}_error`` column.)
     """
     required = RETRY_OF.get(event)
     if required is not None and last_failure is not required:

@@ -32,6 +32,7 @@ from undecat.domain.models import Claim, Product, RunResult
 from undecat.domain.stages import CollageStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, ProductError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import Clock, ObjectStore, WorkQueue
 from undecat.redact import redact_url
 
@@ -69,12 +70,19 @@ class CollageStage:
     owner: str
     batch_size: int = 100
     lease: timedelta = timedelta(hours=1)
+    #: Set on SIGTERM / SIGINT: the collage in hand is finished, the rest released.
+    stop: StopToken | None = attrs.field(default=None, repr=False)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     def process_new(self) -> RunResult:
         """Build and store the collage of every claimable ``uploaded`` product."""
         tally = _Tally()
         started = self.clock.monotonic()
-        while claims := self.queue.claim(self.owner, self.batch_size, self.lease):
+        while not self._stopping() and (
+            claims := self.queue.claim(self.owner, self.batch_size, self.lease)
+        ):
             tally.claimed += len(claims)
             outage = self._work_through(claims, tally)
             if outage is not None:
@@ -85,6 +93,9 @@ class CollageStage:
         """Process one batch; on an outage release what is left and return the error."""
         renewed = self.clock.monotonic()
         for position, claim in enumerate(claims):
+            if self._stopping():
+                self._release(claims[position:])
+                return None
             try:
                 # A long batch must not outlive its leases: another worker would take the
                 # rest over and do the same work twice.

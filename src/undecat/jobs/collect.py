@@ -27,6 +27,7 @@ import attrs
 from undecat.domain.models import ProductDraft, RunResult, UpsertResult, source_for
 from undecat.domain.status import RunStatus
 from undecat.errors import InvalidItemError, OutageError, UndecatError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import CatalogRun, CatalogSource, CatalogStore, Clock
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MAX_REASONS_KEPT", "CollectJob"]
@@ -72,6 +73,9 @@ class CollectJob:
     source_kind: str = "apify"
     batch_size: int = DEFAULT_BATCH_SIZE
     delist: bool = True
+    #: Set on SIGTERM / SIGINT: what was read is stored, the rest is not read, nothing is
+    #: delisted (the item list is incomplete), and the run is logged ``interrupted``.
+    stop: StopToken | None = attrs.field(default=None, repr=False)
 
     def __call__(self) -> RunResult:
         """Run the collection once and return its result (for ``scraper_logs``)."""
@@ -97,6 +101,9 @@ class CollectJob:
         status = run.status()
         problem = run.end_reason()
         metadata.update(self._counts(tally), apify_status=status, end_reason=problem)
+        if self.stop is not None and self.stop.requested:
+            metadata.update(delisted=0, delisting_skipped="the run was stopped before its end")
+            return self._result(RunStatus.SUCCESS, tally, metadata, run, None)
         reason = self._no_delisting_reason(status, tally.valid, active_before)
         delisted = 0
         if reason is None:
@@ -119,6 +126,8 @@ class CollectJob:
         seen: set[str] = set()  # ids of this run: a repeat keeps the first occurrence
         batch: list[tuple[int, ProductDraft]] = []
         for position, item in enumerate(run.items(), start=1):
+            if self.stop is not None and self.stop.requested:
+                break  # what is batched is stored below
             tally.fetched += 1
             try:
                 draft = self.mapper(item)

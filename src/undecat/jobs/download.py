@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Protocol
 
@@ -50,6 +50,7 @@ from undecat.domain.models import Claim, Product, RunResult
 from undecat.domain.stages import PhotosStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, PhotoTransportError, ProductError, ProxyError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import Clock, FetchedPhoto, ObjectStore, PhotoFetcher, WorkQueue
 from undecat.redact import redact_text, redact_url
 
@@ -126,6 +127,7 @@ class _Flow:
     """The run's claims not settled yet, how many have not started, and what stopped it."""
 
     open: dict[int, Claim] = attrs.field(factory=dict)
+    begun: set[int] = attrs.field(factory=set)
     unstarted: int = 0
     outage: OutageError | None = None
     stop: threading.Event = attrs.field(factory=threading.Event)
@@ -136,8 +138,9 @@ class _Flow:
             self.open.update((c.product.id, c) for c in claims)
             self.unstarted += len(claims)
 
-    def started(self) -> None:
+    def started(self, claim: Claim) -> None:
         with self.changed:
+            self.begun.add(claim.product.id)
             self.unstarted -= 1
             self.changed.notify_all()
 
@@ -152,14 +155,26 @@ class _Flow:
             self.stop.set()
             self.changed.notify_all()
 
-    def wait_for_starts(self) -> None:
+    def wait_for_starts(self, stopping: Callable[[], bool]) -> None:
         """Return once every product claimed so far has started (or the run is stopping)."""
         with self.changed:
-            self.changed.wait_for(lambda: self.unstarted <= 0 or self.stop.is_set())
+            # A stop request is not a notification of this condition: look every 0.1 s.
+            while not self.changed.wait_for(
+                lambda: self.unstarted <= 0 or self.stop.is_set() or stopping(), timeout=0.1
+            ):
+                pass
 
     def unsettled(self) -> list[Claim]:
         with self.changed:
             return list(self.open.values())
+
+    def take_unstarted(self) -> list[Claim]:
+        """Remove and return the open claims no worker has begun (to release them now)."""
+        with self.changed:
+            taken = [c for i, c in self.open.items() if i not in self.begun]
+            for claim in taken:
+                del self.open[claim.product.id]
+            return taken
 
 
 @attrs.frozen
@@ -223,6 +238,12 @@ class PhotoDownloader:
     clock: Clock
     settings: DownloadSettings
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    #: Set on SIGTERM / SIGINT: start nothing more, abandon the product in hand between two
+    #: photos, release what is not settled (the run is logged ``interrupted``).
+    stop: StopToken | None = attrs.field(default=None, repr=False)
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
@@ -236,9 +257,9 @@ class PhotoDownloader:
                         # The next batch is claimed as soon as every product claimed so far
                         # has started: workers never idle between batches, and no claim
                         # waits long for a worker while its lease runs.
-                        flow.wait_for_starts()
+                        flow.wait_for_starts(self._stopping)
                         running = _reap(running)
-                        if flow.stop.is_set():
+                        if flow.stop.is_set() or self._stopping():
                             break
                         try:
                             claims = self.queue.claim(s.owner, s.batch_size, s.lease)
@@ -252,9 +273,8 @@ class PhotoDownloader:
                         running += [
                             pool.submit(self._work, c, flow, tally, breaker) for c in claims
                         ]
-                    for future in running:
-                        future.result()
-                    if not flow.stop.is_set():
+                    self._finish_running(running, flow, tally)
+                    if not flow.stop.is_set() and not self._stopping():
                         # A streak shorter than the threshold at the end: ordinary failures.
                         self._charge(breaker.reset(), flow, tally)
                 except BaseException:
@@ -264,8 +284,23 @@ class PhotoDownloader:
             self._release(flow, tally)
         return self._result(tally, flow.outage)
 
-    def _release(self, flow: _Flow, tally: _Tally) -> None:
-        left = flow.unsettled()
+    def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: _Tally) -> None:
+        """Wait for the products started; on a stop, first hand back those not begun.
+
+        Even if the product in hand outlives the grace period, only its own lease stays held.
+        """
+        released = False
+        waiting = set(running)
+        while waiting:
+            done, waiting = wait(waiting, timeout=0.1)
+            for future in done:
+                future.result()  # a bug's exception, if one ended with one
+            if self._stopping() and not released:
+                self._release(flow, tally, flow.take_unstarted())
+                released = True
+
+    def _release(self, flow: _Flow, tally: _Tally, left: list[Claim] | None = None) -> None:
+        left = flow.unsettled() if left is None else left
         if not left:
             return
         try:
@@ -278,9 +313,9 @@ class PhotoDownloader:
 
     def _work(self, claim: Claim, flow: _Flow, tally: _Tally, breaker: _Breaker) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
-        flow.started()
-        if flow.stop.is_set():
-            return
+        flow.started(claim)
+        if flow.stop.is_set() or self._stopping():
+            return  # left unsettled: released at the end of the run
         product = claim.product
         try:
             if not self._lease_covers(claim):
@@ -288,6 +323,8 @@ class PhotoDownloader:
                 tally.add(lease_lost=1)
                 return
             urls = self._store_photos(product, tally)
+        except _Stopped:
+            return  # abandoned between two photos: released at the end of the run
         except OutageError as exc:
             flow.halt(exc)
             return
@@ -376,6 +413,8 @@ class PhotoDownloader:
         deadline = self.clock.monotonic() + self.settings.product_timeout
         stored: list[str] = []
         for n, url in enumerate(sources, start=1):
+            if self._stopping():
+                raise _Stopped
             try:
                 photo = self.preparer.prepare(self.fetcher.fetch(url, deadline=deadline))
             except PhotoTransportError as exc:
@@ -431,6 +470,10 @@ class PhotoDownloader:
                 "breaker_held": tally.breaker_held,
             },
         )
+
+
+class _Stopped(Exception):  # noqa: N818  # control flow, not an error
+    """The run was asked to stop while a product was in hand."""
 
 
 def _reap(running: list[Future[None]]) -> list[Future[None]]:

@@ -45,6 +45,7 @@ from undecat.domain.ximilar import (
     settle,
 )
 from undecat.errors import OutageError
+from undecat.jobs.runlog import StopToken
 from undecat.ports import VisualIndex, WorkQueue, XimilarLedger
 from undecat.redact import redact_url
 
@@ -103,19 +104,22 @@ def ximilar_sync(
     dry_run: bool = False,
     ledger: XimilarLedger | None = None,
     photo_base: str | None = None,
+    stop: StopToken | None = None,
 ) -> RunResult:
     """Bring every eligible product's records in the collection to its target; see module.
 
     ``ledger`` notes record ids before they are sent; without one (unit tests), ids are
     sent unnoted. ``photo_base`` is the object store's public base URL: a product whose
     photo URL is not under it (a row another role forged) fails with a reason and is
-    never sent.
+    never sent. A ``stop`` request is honoured between batches (one batch is a few requests).
     """
     tally = SyncTally()
     held: list[Claim] = []  # dry run: claims kept until the end, then released
     seen: set[int] = set()
     try:
-        while claims := queue.claim(owner, batch_size, lease):
+        while not (stop is not None and stop.requested) and (
+            claims := queue.claim(owner, batch_size, lease)
+        ):
             again = [c for c in claims if c.product.id in seen]
             fresh = [c for c in claims if c.product.id not in seen]
             if again:  # partial products completed earlier in this run: next run
@@ -152,6 +156,7 @@ def ximilar_retry(
     dry_run: bool = False,
     ledger: XimilarLedger | None = None,
     photo_base: str | None = None,
+    stop: StopToken | None = None,
 ) -> RunResult:
     """Send ``error`` products with attempts left back to the queue, then sync."""
     requeued = 0 if dry_run else queue.requeue_failed()
@@ -164,6 +169,7 @@ def ximilar_retry(
         dry_run=dry_run,
         ledger=ledger,
         photo_base=photo_base,
+        stop=stop,
     )
     return attrs.evolve(result, metadata={**result.metadata, "requeued": requeued})
 

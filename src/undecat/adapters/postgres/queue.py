@@ -8,9 +8,19 @@ A claim is one short transaction::
                  ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
 
 so concurrent claimers never get the same row, and no transaction stays open while the
-work is done. Results are written only ``WHERE <stage>_owner = me``: a worker whose lease
-lapsed and was taken over cannot overwrite the new owner's work. Rows whose attempts ran out
-while their worker was gone (a crash loop) are moved to ``error`` before each claim.
+work is done. Every claim bumps the stage's claim counter (``<stage>_claim``, migration 0007)
+and hands its value back as the claim's token; results are written only
+``WHERE <stage>_owner = me AND <stage>_claim = token``: a worker whose lease lapsed and was
+taken over (even by a worker of the same name) cannot overwrite the new claim's work.
+
+A stage's failure is its own: ``<stage>_error`` holds the reason and takes the row out of
+that stage's queue, and nothing else; ``error_message`` shows the latest reason of any stage.
+Rows whose attempts ran out (a crash loop, or the last retry failing) end failed with their
+reason -- never pending and unclaimable -- and only ``requeue`` (``undecat requeue``) brings
+them back. A partial Ximilar row (records the collection did not confirm) keeps its attempt
+count and waits ``PARTIAL_RETRY_SPACING`` before it is claimed again, so it is not sent again
+and again while other rows starve; new photos or a raised target make it claimable at once
+(triggers of 0007), and one that never completes ends failed after its attempts.
 
 Which states each stage moves a row between is not written here but asked of the domain's
 status machines when the stage table is built, so the adapter can only write transitions the
@@ -35,6 +45,7 @@ from undecat.domain.stages import (
     Outcome,
     PhotosStored,
     ProductionDone,
+    QueueCounts,
     Stage,
     XimilarProgress,
 )
@@ -52,7 +63,7 @@ from undecat.domain.status import (
 from undecat.errors import UndecatError
 from undecat.redact import redact_text
 
-__all__ = ["PostgresWorkQueue"]
+__all__ = ["PARTIAL_RETRY_SPACING", "PostgresWorkQueue"]
 
 
 @attrs.frozen
@@ -61,9 +72,10 @@ class _StageSpec:
 
     status_column: str
     eligible: sql.Composable  # which rows the stage works on
-    error_value: str  # the status a failed product gets
-    failed_value: str  # the status whose rows requeue_failed looks at
-    requeue_value: str  # the status requeue_failed gives them back
+    error_value: str | None  # the status a failed product gets (None: status kept)
+    failed_value: str | None  # the status requeueing moves back (None: status kept)
+    requeue_value: str | None  # the status requeueing gives them back
+    requeue_delisted: bool = False  # whether delisted rows are retried too
 
 
 def _eligible(text: str) -> sql.Composable:
@@ -72,6 +84,7 @@ def _eligible(text: str) -> sql.Composable:
 
 def _specs() -> dict[Stage, _StageSpec]:
     i, x, s = ImageStatus, XimilarStatus, SyncStatus
+    collage_failed = next_image_status(i.UPLOADED, ImageEvent.COLLAGE_FAILED)
     return {
         Stage.DOWNLOAD: _StageSpec(
             status_column="image_status",
@@ -85,11 +98,10 @@ def _specs() -> dict[Stage, _StageSpec]:
         Stage.COLLAGE: _StageSpec(
             status_column="image_status",
             eligible=_eligible("image_status = 'uploaded' AND delisted_at IS NULL"),
-            error_value=next_image_status(i.UPLOADED, ImageEvent.COLLAGE_FAILED),
-            failed_value=i.ERROR,
-            requeue_value=next_image_status(
-                i.ERROR, ImageEvent.RETRY_COLLAGE, last_failure=ImageEvent.COLLAGE_FAILED
-            ),
+            # The photos stay 'uploaded' (collage_error says the collage failed).
+            error_value=None if collage_failed is i.UPLOADED else collage_failed,
+            failed_value=None,
+            requeue_value=None,
         ),
         Stage.XIMILAR: _StageSpec(
             status_column="ximilar_status",
@@ -103,6 +115,7 @@ def _specs() -> dict[Stage, _StageSpec]:
             error_value=next_ximilar_status(x.PENDING, XimilarEvent.FAILED),
             failed_value=x.ERROR,
             requeue_value=next_ximilar_status(x.ERROR, XimilarEvent.RETRY),
+            requeue_delisted=True,  # a delisted row whose delete failed is retried
         ),
         Stage.SYNC: _StageSpec(
             status_column="sync_status",
@@ -116,6 +129,8 @@ def _specs() -> dict[Stage, _StageSpec]:
 
 _SPECS = _specs()
 _RETURNING = sql.SQL(", ").join(sql.Identifier(c) for c in PRODUCT_COLUMNS)
+#: A partial Ximilar row is not claimed again sooner than this (nor within the same run).
+PARTIAL_RETRY_SPACING = timedelta(minutes=5)
 
 
 class PostgresWorkQueue:
@@ -139,20 +154,57 @@ class PostgresWorkQueue:
         self._lease = sql.Identifier(f"{p}_lease_until")
         self._attempts = sql.Identifier(f"{p}_attempts")
         self._next = sql.Identifier(f"{p}_next_at")
+        self._error = sql.Identifier(f"{p}_error")
+        self._token = sql.Identifier(f"{p}_claim")
         self._status = sql.Identifier(self._spec.status_column)
+        others = [sql.Identifier(f"{o.value}_error") for o in Stage if o is not stage]
+        # error_message after this stage's reason is cleared: unchanged if it shows another
+        # stage's reason, else another stage's reason still standing (or NULL).
+        self._message_after_clear = sql.SQL(
+            "CASE WHEN error_message IS NOT DISTINCT FROM {err} THEN coalesce({others})"
+            " ELSE error_message END"
+        ).format(err=self._error, others=sql.SQL(", ").join(others))
 
     def __repr__(self) -> str:
         return f"PostgresWorkQueue(stage={self.stage.value!r}, db={self._db!r})"
 
     def _fmt(self, template: str, **extra: sql.Composable) -> sql.Composed:
+        spec = self._spec
+        set_error_status = (
+            sql.SQL("{} = {},").format(self._status, sql.Literal(spec.error_value))
+            if spec.error_value is not None
+            else sql.SQL("")
+        )
+        set_requeue_status = (
+            sql.SQL("{s} = CASE WHEN {s} = {f} THEN {r} ELSE {s} END,").format(
+                s=self._status, f=sql.Literal(spec.failed_value), r=sql.Literal(spec.requeue_value)
+            )
+            if spec.failed_value is not None
+            else sql.SQL("")
+        )
+        # A row failed in this stage: its reason is set (and, where the stage's failure has a
+        # status, the row is in it: a skipped sync keeps its reason but is not a failure).
+        failed = (
+            sql.SQL("({} IS NOT NULL AND {} = {})").format(
+                self._error, self._status, sql.Literal(spec.failed_value)
+            )
+            if spec.failed_value is not None
+            else sql.SQL("({} IS NOT NULL)").format(self._error)
+        )
         return sql.SQL(template).format(
             owner=self._owner,
             lease=self._lease,
             attempts=self._attempts,
             next=self._next,
+            err=self._error,
+            token=self._token,
             status=self._status,
-            eligible=self._spec.eligible,
+            eligible=spec.eligible,
             returning=_RETURNING,
+            set_error_status=set_error_status,
+            set_requeue_status=set_requeue_status,
+            failed=failed,
+            message_after_clear=self._message_after_clear,
             **extra,
         )
 
@@ -160,35 +212,43 @@ class PostgresWorkQueue:
         """Lease up to ``limit`` eligible products to ``owner``."""
         if limit <= 0:
             return []
-        give_up = self._fmt(
-            "UPDATE raw_products SET {status} = %(error)s, {owner} = NULL, {lease} = NULL,"
-            " error_message = %(message)s, updated_at = now()"
-            " WHERE id IN (SELECT id FROM raw_products WHERE {eligible}"
-            " AND {lease} < now() AND {attempts} >= %(max)s FOR UPDATE SKIP LOCKED)"
-        )
+        # Rows out of attempts whose worker is gone end failed, with their reason: those
+        # whose lease lapsed, and those nobody holds (MAX_RETRIES was lowered). Two
+        # statements, so each finds its few rows by an index (0006, 0007), not a scan.
+        give_up = [
+            self._fmt(
+                "UPDATE raw_products SET {set_error_status} {err} = %(message)s,"
+                " error_message = %(message)s, {owner} = NULL, {lease} = NULL,"
+                " updated_at = now()"
+                " WHERE id IN (SELECT id FROM raw_products WHERE {eligible} AND {err} IS NULL"
+                " AND " + idle + " AND {attempts} >= %(max)s FOR UPDATE SKIP LOCKED)"
+            )
+            for idle in ("{lease} < now()", "{owner} IS NULL AND {attempts} > 0")
+        ]
         claim = self._fmt(
             "UPDATE raw_products SET {owner} = %(owner)s, {lease} = now() + %(lease)s,"
-            " {attempts} = {attempts} + 1"
-            " WHERE id IN (SELECT id FROM raw_products WHERE {eligible}"
+            " {attempts} = {attempts} + 1, {token} = {token} + 1"
+            " WHERE id IN (SELECT id FROM raw_products WHERE {eligible} AND {err} IS NULL"
             " AND ({lease} IS NULL OR {lease} < now())"
             " AND ({next} IS NULL OR {next} <= now())"
             " AND {attempts} < %(max)s"
             " ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-            " RETURNING {returning}, {attempts} AS claim_attempt, {lease} AS claim_lease"
+            " RETURNING {returning}, {attempts} AS claim_attempt, {lease} AS claim_lease,"
+            " {token} AS claim_token"
         )
         params: dict[str, Any] = {
             "owner": owner,
             "lease": lease,
             "limit": limit,
             "max": self._max_attempts,
-            "error": self._spec.error_value,
             "message": (
                 f"{self.stage.value}: gave up after {self._max_attempts} attempts"
                 " (the worker holding it never finished)"
             ),
         }
         with self._db.transaction(f"claiming {self.stage.value} work") as cur:
-            cur.execute(give_up, params)
+            for statement in give_up:
+                cur.execute(statement, params)
             cur.execute(claim, params)
             rows = cur.fetchall()
         claims = [
@@ -198,98 +258,137 @@ class PostgresWorkQueue:
                 attempt=int(row["claim_attempt"]),
                 lease_until=row["claim_lease"],
                 product=product_from_row(row),
+                token=int(row["claim_token"]),
             )
             for row in rows
         ]
         claims.sort(key=lambda c: c.product.id)
         return claims
 
-    def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
-        """Push the leases still held by their owners out to now + ``lease``."""
+    def _held(self, template: str, claims: Sequence[Claim], what: str, **params: Any) -> int:
+        """Run an UPDATE over the rows of ``claims`` still held under their tokens."""
         if not claims:
             return 0
         query = self._fmt(
-            "UPDATE raw_products SET {lease} = now() + %(lease)s"
-            " WHERE id = ANY(%(ids)s) AND {owner} = %(owner)s"
+            template + " FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[]) AS c(id, token)"
+            " WHERE raw_products.id = c.id AND {token} = c.token AND {owner} = %(owner)s"
         )
         total = 0
-        for owner, ids in _by_owner(claims).items():
-            with self._db.transaction(f"extending {self.stage.value} leases") as cur:
-                cur.execute(query, {"lease": lease, "ids": ids, "owner": owner})
+        for owner, held in _by_owner(claims).items():
+            with self._db.transaction(what) as cur:
+                cur.execute(
+                    query,
+                    {
+                        **params,
+                        "ids": [c.product.id for c in held],
+                        "tokens": [c.token for c in held],
+                        "owner": owner,
+                    },
+                )
                 total += cur.rowcount
         return total
 
+    def extend(self, claims: Sequence[Claim], lease: timedelta) -> int:
+        """Push the leases still held by these claims out to now + ``lease``."""
+        return self._held(
+            "UPDATE raw_products SET {lease} = now() + %(lease)s",
+            claims,
+            f"extending {self.stage.value} leases",
+            lease=lease,
+        )
+
     def complete(self, claim: Claim, outcome: Outcome) -> bool:
-        """Write the stage's result, only while ``claim.owner`` still holds the lease."""
+        """Write the stage's result, only while this claim still holds the lease."""
         values = self._outcome(outcome)
         assignments = [
             sql.SQL("{} = {}").format(
                 sql.Identifier(column),
-                sql.SQL("now()") if value is _NOW else sql.Placeholder(column),
+                value.sql if isinstance(value, _Sql) else sql.Placeholder(column),
             )
             for column, value in values.items()
         ]
         query = self._fmt(
-            "UPDATE raw_products SET {sets}, {owner} = NULL, {lease} = NULL, {attempts} = 0,"
-            " {next} = NULL, updated_at = now()"
-            " WHERE id = %(id)s AND {owner} = %(claim_owner)s",
+            "UPDATE raw_products SET {sets}, {owner} = NULL, {lease} = NULL, updated_at = now()"
+            " WHERE id = %(id)s AND {owner} = %(claim_owner)s AND {token} = %(claim_token)s",
             sets=sql.SQL(", ").join(assignments),
         )
-        params = {k: v for k, v in values.items() if v is not _NOW}
-        params.update(id=claim.product.id, claim_owner=claim.owner)
+        params = {k: v for k, v in values.items() if not isinstance(v, _Sql)}
+        params.update(id=claim.product.id, claim_owner=claim.owner, claim_token=claim.token)
         what = f"completing {self.stage.value} of {claim.product.external_id}"
         with self._db.transaction(what) as cur:
             cur.execute(query, params)
             return cur.rowcount == 1
 
     def _outcome(self, outcome: Outcome) -> dict[str, Any]:
-        """Return the columns an outcome writes (``_NOW`` for the database's clock)."""
+        """Return the columns an outcome writes (``_Sql`` values are SQL expressions)."""
+        err = f"{self.stage.value}_error"
+        attempts = f"{self.stage.value}_attempts"
+        cleared: dict[str, Any] = {
+            err: None,
+            "error_message": _Sql(self._message_after_clear),
+            attempts: 0,
+        }
+        next_at = f"{self.stage.value}_next_at"
         match (self.stage, outcome):
             case (Stage.DOWNLOAD, PhotosStored(image_urls=urls)):
                 status = next_image_status(ImageStatus.PENDING, ImageEvent.PHOTOS_STORED)
                 return {
                     "image_urls": Jsonb(list(urls)),
                     "image_status": status.value,
-                    "error_message": None,
+                    next_at: None,
+                    **cleared,
                 }
             case (Stage.COLLAGE, CollageStored(collage_url=url)):
                 status = next_image_status(ImageStatus.UPLOADED, ImageEvent.COLLAGE_STORED)
-                return {"collage_url": url, "image_status": status.value, "error_message": None}
+                return {"collage_url": url, "image_status": status.value, next_at: None, **cleared}
             case (Stage.XIMILAR, XimilarProgress(synced_urls=urls, record_ids=ids, status=status)):
                 if status not in _XIMILAR_RESULTS:
                     raise UndecatError(f"ximilar: {status.value!r} is not a completion status")
-                return {
+                progress: dict[str, Any] = {
                     "ximilar_synced_urls": Jsonb(list(urls)),
                     "ximilar_record_ids": Jsonb(list(ids)),
                     "ximilar_status": status.value,
-                    "ximilar_synced_at": _NOW,
+                    "ximilar_synced_at": _Sql(sql.SQL("now()")),
+                    next_at: None,
+                    **cleared,
                 }
+                if status is XimilarStatus.PARTIAL or (ids and status is XimilarStatus.PENDING):
+                    # Work left (records not confirmed, or not yet deleted): tried again
+                    # later, the attempt counted, so the rest of the queue gets its turn.
+                    spacing = max(self._spacing, PARTIAL_RETRY_SPACING)
+                    progress[next_at] = _Sql(sql.SQL("now() + {}").format(sql.Literal(spacing)))
+                    del progress[attempts]
+                return progress
             case (Stage.SYNC, ProductionDone(status=status, reason=reason)):
                 event = _SYNC_EVENTS.get(status)
                 if event is None:
                     raise UndecatError(f"sync: {status.value!r} is not a completion status")
-                return {
+                done: dict[str, Any] = {
                     "sync_status": next_sync_status(SyncStatus.PENDING, event).value,
-                    "synced_at": _NOW,
-                    "error_message": reason,
+                    "synced_at": _Sql(sql.SQL("now()")),
+                    next_at: None,
+                    **cleared,
                 }
+                if reason is not None:  # skipped: the reason is the sync stage's own
+                    done.update({err: reason, "error_message": reason})
+                return done
             case _:
                 raise UndecatError(
                     f"{self.stage.value}: {type(outcome).__name__} is not an outcome of this stage"
                 )
 
     def fail(self, claim: Claim, message: str) -> bool:
-        """Mark the product ``error`` for this stage, keeping its attempt count."""
+        """Mark the product failed in this stage (its reason kept), keeping its attempts."""
         query = self._fmt(
-            "UPDATE raw_products SET {status} = %(error)s, error_message = %(message)s,"
-            " {owner} = NULL, {lease} = NULL, updated_at = now()"
-            " WHERE id = %(id)s AND {owner} = %(owner)s"
+            "UPDATE raw_products SET {set_error_status} {err} = %(message)s,"
+            " error_message = %(message)s, {owner} = NULL, {lease} = NULL, updated_at = now()"
+            " WHERE id = %(id)s AND {owner} = %(owner)s AND {token} = %(token)s"
         )
         params = {
-            "error": self._spec.error_value,
             "message": redact_text(message)[:2000],
             "id": claim.product.id,
             "owner": claim.owner,
+            "token": claim.token,
         }
         with self._db.transaction(
             f"failing {self.stage.value} of {claim.product.external_id}"
@@ -298,19 +397,20 @@ class PostgresWorkQueue:
             return cur.rowcount == 1
 
     def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        """Try the product again after ``delay``; ``error`` once its attempts are used up."""
+        """Try the product again after ``delay``; failed once its attempts are used up."""
         if claim.attempt >= self._max_attempts:
             return self.fail(claim, f"{message} (gave up after {claim.attempt} attempts)")
         query = self._fmt(
             "UPDATE raw_products SET {next} = now() + %(delay)s, error_message = %(message)s,"
             " {owner} = NULL, {lease} = NULL"
-            " WHERE id = %(id)s AND {owner} = %(owner)s"
+            " WHERE id = %(id)s AND {owner} = %(owner)s AND {token} = %(token)s"
         )
         params = {
             "delay": delay,
             "message": redact_text(message)[:2000],
             "id": claim.product.id,
             "owner": claim.owner,
+            "token": claim.token,
         }
         with self._db.transaction(
             f"postponing {self.stage.value} of {claim.product.external_id}"
@@ -320,48 +420,86 @@ class PostgresWorkQueue:
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Hand products back untouched; the attempt is not counted (it was an outage)."""
-        if not claims:
-            return 0
-        query = self._fmt(
+        return self._held(
             "UPDATE raw_products SET {owner} = NULL, {lease} = NULL,"
-            " {attempts} = GREATEST({attempts} - 1, 0)"
-            " WHERE id = ANY(%(ids)s) AND {owner} = %(owner)s"
+            " {attempts} = GREATEST({attempts} - 1, 0)",
+            claims,
+            f"releasing {self.stage.value} leases",
         )
-        total = 0
-        for owner, ids in _by_owner(claims).items():
-            with self._db.transaction(f"releasing {self.stage.value} leases") as cur:
-                cur.execute(query, {"ids": ids, "owner": owner})
-                total += cur.rowcount
-        return total
 
     def requeue_failed(self) -> int:
         """Send this stage's failed rows with attempts left back, spaced by the retry delay.
 
-        A row failed in this stage when its status is the failed value and this stage's
-        attempt count is non-zero (a success resets it to zero).
+        A row failed in this stage when its ``<stage>_error`` is set; rows whose attempts
+        are used up stay failed (``requeue`` with an operator's say-so brings them back).
         """
         query = self._fmt(
-            "UPDATE raw_products SET {status} = %(requeue)s, {next} = now() + %(spacing)s,"
-            " updated_at = now()"
-            " WHERE {status} = %(failed)s AND {attempts} > 0 AND {attempts} < %(max)s"
-            " AND delisted_at IS NULL"
+            "UPDATE raw_products SET {set_requeue_status} {err} = NULL,"
+            " error_message = {message_after_clear},"
+            " {next} = now() + %(spacing)s, updated_at = now()"
+            " WHERE {failed} AND {attempts} < %(max)s AND {owner} IS NULL"
+            + ("" if self._spec.requeue_delisted else " AND delisted_at IS NULL")
         )
-        params = {
-            "requeue": self._spec.requeue_value,
-            "failed": self._spec.failed_value,
-            "max": self._max_attempts,
-            "spacing": self._spacing,
-        }
+        params = {"max": self._max_attempts, "spacing": self._spacing}
         with self._db.transaction(f"requeueing failed {self.stage.value} work") as cur:
             cur.execute(query, params)
             return cur.rowcount
 
+    def requeue(
+        self, *, brand: str | None = None, reason: str | None = None, dry_run: bool = False
+    ) -> int:
+        """Put every failed row of this stage back with fresh attempts; return how many.
 
-class _Now:
-    """Marker for "the database's now()" among an outcome's column values."""
+        ``brand`` and ``reason`` (a case-insensitive part of the stage's reason) narrow
+        the rows; ``dry_run`` only counts them. This is ``undecat requeue``: the operator's
+        say-so for rows whose attempts ran out.
+        """
+        where = (
+            " WHERE {failed} AND ({lease} IS NULL OR {lease} < now())"
+            " AND (%(brand)s::text IS NULL OR brand = %(brand)s)"
+            " AND (%(reason)s::text IS NULL OR strpos(lower({err}), lower(%(reason)s)) > 0)"
+        )
+        if dry_run:
+            query = self._fmt("SELECT count(*) AS n FROM raw_products" + where)
+        else:
+            query = self._fmt(
+                "UPDATE raw_products SET {set_requeue_status} {err} = NULL,"
+                " error_message = {message_after_clear}, {attempts} = 0, {next} = NULL,"
+                " {owner} = NULL, {lease} = NULL, updated_at = now()" + where
+            )
+        params = {"brand": brand, "reason": reason}
+        with self._db.transaction(f"requeueing given-up {self.stage.value} work") as cur:
+            cur.execute(query, params)
+            if dry_run:
+                row = cur.fetchone()
+                return int(row["n"]) if row else 0
+            return cur.rowcount
+
+    def counts(self) -> QueueCounts:
+        """Return where this stage's rows stand (leased, stale, failed, exhausted, ...)."""
+        query = self._fmt(
+            "SELECT"
+            " count(*) FILTER (WHERE {eligible} AND {err} IS NULL AND {owner} IS NULL"
+            "   AND ({next} IS NULL OR {next} <= now()) AND {attempts} < %(max)s) AS claimable,"
+            " count(*) FILTER (WHERE {owner} IS NOT NULL AND {lease} >= now()) AS leased,"
+            " count(*) FILTER (WHERE {owner} IS NOT NULL AND {lease} < now()) AS stale,"
+            " count(*) FILTER (WHERE {failed} AND {attempts} < %(max)s) AS failed,"
+            " count(*) FILTER (WHERE {failed} AND {attempts} >= %(max)s) AS exhausted,"
+            " count(*) FILTER (WHERE {eligible} AND {err} IS NULL AND {next} > now()) AS waiting"
+            " FROM raw_products"
+        )
+        with self._db.transaction(f"counting {self.stage.value} work") as cur:
+            cur.execute(query, {"max": self._max_attempts})
+            row = cur.fetchone() or {}
+        return QueueCounts(stage=self.stage, **{k: int(v) for k, v in row.items()})
 
 
-_NOW: Any = _Now()
+@attrs.frozen
+class _Sql:
+    """An SQL expression among an outcome's column values (written as is, not a parameter)."""
+
+    sql: sql.Composable
+
 
 _SYNC_EVENTS = {
     SyncStatus.SYNCED: SyncEvent.COPIED,
@@ -375,8 +513,8 @@ _XIMILAR_RESULTS = frozenset(
 ) | {XimilarStatus.PENDING}
 
 
-def _by_owner(claims: Sequence[Claim]) -> dict[str, list[int]]:
-    grouped: dict[str, list[int]] = {}
+def _by_owner(claims: Sequence[Claim]) -> dict[str, list[Claim]]:
+    grouped: dict[str, list[Claim]] = {}
     for claim in claims:
-        grouped.setdefault(claim.owner, []).append(claim.product.id)
+        grouped.setdefault(claim.owner, []).append(claim)
     return grouped

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -18,6 +19,8 @@ from undecat.redact import redact_text
 
 __all__ = ["OpenRun", "PostgresRunRecorder", "PostgresStatusReport"]
 
+_log = logging.getLogger("undecat.adapters.postgres.runs")
+
 
 @attrs.frozen
 class OpenRun:
@@ -28,26 +31,70 @@ class OpenRun:
 
 
 class PostgresRunRecorder:
-    """The :class:`~undecat.ports.RunRecorder` on PostgreSQL."""
+    """The :class:`~undecat.ports.RunRecorder` on PostgreSQL.
 
-    def __init__(self, db: Database, *, secrets: tuple[str, ...] = ()) -> None:
+    With ``stale_after``, opening a run whose metadata names its ``host`` first marks that
+    host's older ``running`` rows of the same job, started more than ``stale_after`` ago, as
+    ``abandoned``: their process died (a crash, SIGKILL, a reboot) without closing them.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        secrets: tuple[str, ...] = (),
+        stale_after: timedelta | None = None,
+    ) -> None:
         self._db = db
         self._secrets = secrets
+        self._stale_after = stale_after
 
     def __repr__(self) -> str:
         return f"PostgresRunRecorder(db={self._db!r})"
 
     def start(self, scraper_name: str, metadata: dict[str, Any] | None = None) -> OpenRun:
-        """Open a run row with status ``running``."""
+        """Open a run row with status ``running`` (marking its host's dead runs abandoned)."""
+        host = (metadata or {}).get("host")
         with self._db.transaction(f"opening the run log of {scraper_name}") as cur:
+            abandoned = 0
+            if host is not None and self._stale_after is not None:
+                cur.execute(
+                    "UPDATE scraper_logs SET status = %(abandoned)s,"
+                    " completed_at = clock_timestamp(),"
+                    " duration_seconds = round(extract(epoch FROM clock_timestamp() - started_at)),"
+                    " error_message = %(message)s"
+                    " WHERE scraper_name = %(name)s AND status = %(running)s"
+                    " AND metadata->>'host' = %(host)s"
+                    " AND started_at < clock_timestamp() - %(after)s",
+                    {
+                        "abandoned": RunStatus.ABANDONED.value,
+                        "running": RunStatus.RUNNING.value,
+                        "name": scraper_name,
+                        "host": str(host),
+                        "after": self._stale_after,
+                        "message": (
+                            "abandoned: still 'running' past its time limit when a later run"
+                            " of the job started on the same host (its process died)"
+                        ),
+                    },
+                )
+                abandoned = cur.rowcount
             cur.execute(
                 "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
                 " VALUES (%s, %s, clock_timestamp(), %s) RETURNING id, started_at",
-                (scraper_name, RunStatus.RUNNING.value, Jsonb(metadata or {})),
+                (
+                    scraper_name,
+                    RunStatus.RUNNING.value,
+                    Jsonb(
+                        {**(metadata or {}), **({"abandoned_runs": abandoned} if abandoned else {})}
+                    ),
+                ),
             )
             row = cur.fetchone()
         if row is None:  # pragma: no cover  # INSERT ... RETURNING returns the row
             raise UndecatError("scraper_logs: INSERT returned no row")
+        if abandoned:
+            _log.warning("%s: marked %d dead run(s) of %s abandoned", scraper_name, abandoned, host)
         return OpenRun(id=row["id"], started_at=row["started_at"])
 
     def finish(self, run: RunningLog, result: RunResult) -> None:
