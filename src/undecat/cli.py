@@ -116,8 +116,6 @@ def _stop_on_signals(stop: StopToken, grace: float) -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-
-
 def run_host(host: str, argv: Sequence[str]) -> int:
     """Run one job of ``host`` (the runners' entry point); return the exit code.
 

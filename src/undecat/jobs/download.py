@@ -329,15 +329,21 @@ class PhotoDownloader:
             flow.halt(exc)
             return
         except ProductError as exc:
-            if flow.stop.is_set():
-                return  # maybe the outage's doing: handed back, not marked
-            if isinstance(exc, PhotoTransportError):
-                self._suspect(claim, exc, flow, tally, breaker)
-                return
-            self._settle(claim, flow, tally, error=self._message(exc))
-            self._charge(breaker.reset(), flow, tally)
+            self._product_failed(claim, exc, flow, tally, breaker)
             return
         self._settle(claim, flow, tally, urls=urls)
+        self._charge(breaker.reset(), flow, tally)
+
+    def _product_failed(
+        self, claim: Claim, exc: ProductError, flow: _Flow, tally: _Tally, breaker: _Breaker
+    ) -> None:
+        """Fail the product, or hold it for the breaker when its transport failed."""
+        if flow.stop.is_set():
+            return  # maybe the outage's doing: handed back, not marked
+        if isinstance(exc, PhotoTransportError):
+            self._suspect(claim, exc, flow, tally, breaker)
+            return
+        self._settle(claim, flow, tally, error=self._message(exc))
         self._charge(breaker.reset(), flow, tally)
 
     def _suspect(
