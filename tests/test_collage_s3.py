@@ -262,7 +262,9 @@ def test_a_key_the_store_refuses_fails_that_product_only(
     assert (result.records_fetched, result.records_updated, result.records_errors) == (5, 4, 1)
     rows = _rows(staging_dsn)
     assert all(rows[e]["image_status"] == "collage_ready" for e in good)
-    assert rows[long_id]["image_status"] == "error"
+    # A collage failure is the collage stage's own (0007): the photos stay uploaded.
+    assert rows[long_id]["image_status"] == "uploaded"
+    assert "unsafe object key" in rows[long_id]["collage_error"]
     assert "unsafe object key" in rows[long_id]["error_message"]
     assert all(row["collage_owner"] is None for row in rows.values())
     assert _collage_keys(s3_bucket) == sorted(collage_key("zara", e) for e in good)

@@ -430,7 +430,11 @@ def test_pilot_adds_removes_and_samples(
 def test_retry_delay_is_configurable(staging_db: Any, staging_dsn: str) -> None:
     """retry_failed spaces requeued products by RETRY_DELAY_SECONDS, keeping the last error."""
     seed_products(staging_dsn, 1, image_status="error")
-    _sql(staging_dsn, "UPDATE raw_products SET download_attempts = 1, error_message = 'HTTP 500'")
+    _sql(
+        staging_dsn,
+        "UPDATE raw_products SET download_attempts = 1, download_error = 'HTTP 500',"
+        " error_message = 'HTTP 500'",
+    )
     config = Config.from_env({"STAGING_DB_URL": _url(staging_dsn), "RETRY_DELAY_SECONDS": "3600"})
     with bootstrap(config) as jobs:
         assert jobs.job("photo_downloader", "retry_failed").run().records_updated == 1

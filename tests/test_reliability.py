@@ -441,7 +441,7 @@ def test_each_hosts_role_can_fence_fail_requeue_and_log(
     stage: Stage, role_db: Database, staging_dsn: str
 ) -> None:
     """Each host's role writes its stage's claim token and reason, requeues, and abandons runs."""
-    _, ready = _STAGE_ROLES[stage]
+    role, ready = _STAGE_ROLES[stage]
     seed_products(staging_dsn, 2, photos=1, image_status=ready)
     queue = PostgresWorkQueue(role_db, stage, retry_spacing=timedelta(0))
     first, second = queue.claim("w", 2, LEASE)
@@ -455,8 +455,9 @@ def test_each_hosts_role_can_fence_fail_requeue_and_log(
     assert queue.counts().claimable == 2
     execute(
         staging_dsn,
-        "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
-        " VALUES ('job', 'running', now() - interval '2 hours', '{\"host\": \"h\"}')",
+        # The role's own earlier run (a run log belongs to its writer: 0009's row security).
+        "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata, db_role)"
+        f" VALUES ('job', 'running', now() - interval '2 hours', '{{\"host\": \"h\"}}', '{role}')",
     )
     recorder = PostgresRunRecorder(role_db, stale_after=timedelta(hours=1))
     recorder.start("job", {"host": "h"})

@@ -79,6 +79,11 @@ def wait_until(what: Callable[[], bool], proc: subprocess.Popen[str], timeout: f
         if what():
             assert proc.poll() is None, "the runner finished before it could be interrupted"
             return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"the runner exited {proc.returncode} early: {(out + err)[-2000:]}"
+            )
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"timed out; runner said: {proc.communicate()[1][-2000:]}")
@@ -148,7 +153,8 @@ def test_download_pending_interrupted_mid_batch(  # noqa: PLR0917  # fixtures
         "STAGING_DB_URL": staging_dsn,
         "PROXY_URL": proxy_server.url,
         "PROXY_CA_BUNDLE": str(origin_ca),
-        "ALLOWED_PHOTO_HOSTS": "localhost",
+        "ALLOWED_PHOTO_HOSTS": ",".join(origin.allowed_hosts),
+        "ALLOWED_PHOTO_HTTP_HOSTS": ",".join(origin.http_hosts),
         "DOWNLOAD_DELAY_MIN": "0",
         "DOWNLOAD_DELAY_MAX": "0",
         "DOWNLOAD_TIMEOUT": "3",
@@ -262,6 +268,7 @@ def test_ximilar_sync_interrupted_mid_batch(
         "XIMILAR_API_TOKEN": TOKEN,
         "XIMILAR_COLLECTION_ID": COLLECTION,
         "XIMILAR_RATE_LIMIT": "4",
+        "S3_PUBLIC_BASE_URL": "http://s3.local/unde-images",  # where seed_products' photos are
     }
     proc = start("ximilar_sync", "ximilar_sync", env)
     wait_until(lambda: fake_ximilar.insert_requests() >= 2, proc)
@@ -351,7 +358,8 @@ def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fi
         "STAGING_DB_URL": staging_dsn,
         "PROXY_URL": proxy_server.url,
         "PROXY_CA_BUNDLE": str(origin_ca),
-        "ALLOWED_PHOTO_HOSTS": "localhost",
+        "ALLOWED_PHOTO_HOSTS": ",".join(origin.allowed_hosts),
+        "ALLOWED_PHOTO_HTTP_HOSTS": ",".join(origin.http_hosts),
         "DOWNLOAD_DELAY_MIN": "0",
         "DOWNLOAD_DELAY_MAX": "0",
         "DOWNLOAD_TIMEOUT": "30",
@@ -366,13 +374,13 @@ def test_a_job_stuck_past_the_grace_period_exits_at_once(  # noqa: PLR0917  # fi
         wait_until(lambda: origin.hits["/stuck/1.jpg"] > 0, proc)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=10)
         took = time.monotonic() - sent
     finally:
         stuck.set()
     assert proc.returncode == 128 + signal.SIGTERM
     assert 1.0 <= took < 4.0, took
-    assert "STOP_GRACE_SECONDS" in err
+    assert "STOP_GRACE_SECONDS" in out + err  # log lines go to stdout
     (log,) = query(staging_dsn, "SELECT status FROM scraper_logs")
     assert log["status"] == "running"
     # The products no worker had begun were handed back before the grace ran out.

@@ -24,7 +24,7 @@ from undecat.redact import Secret
 PASSWORD = "trust-test-password"
 ROLES = ("apify", "downloader", "collage", "ximilar", "scraper", "reporter")
 
-_LEASE = ("owner", "lease_until", "attempts", "next_at")
+_LEASE = ("owner", "lease_until", "attempts", "next_at", "claim", "error")  # 0002, 0007
 
 #: The one table of what each role may UPDATE in raw_products (extend it with the grants).
 UPDATABLE: dict[str, frozenset[str]] = {

@@ -159,11 +159,11 @@ class PostgresWorkQueue:
         self._status = sql.Identifier(self._spec.status_column)
         others = [sql.Identifier(f"{o.value}_error") for o in Stage if o is not stage]
         # error_message after this stage's reason is cleared: unchanged if it shows another
-        # stage's reason, else another stage's reason still standing (or NULL).
+        # stage's standing reason, else another stage's reason still standing (or NULL). (A
+        # reason requeue_failed left shown as the last error is no stage's any more.)
         self._message_after_clear = sql.SQL(
-            "CASE WHEN error_message IS NOT DISTINCT FROM {err} THEN coalesce({others})"
-            " ELSE error_message END"
-        ).format(err=self._error, others=sql.SQL(", ").join(others))
+            "CASE WHEN error_message IN ({others}) THEN error_message ELSE coalesce({others}) END"
+        ).format(others=sql.SQL(", ").join(others))
 
     def __repr__(self) -> str:
         return f"PostgresWorkQueue(stage={self.stage.value!r}, db={self._db!r})"
@@ -432,10 +432,11 @@ class PostgresWorkQueue:
 
         A row failed in this stage when its ``<stage>_error`` is set; rows whose attempts
         are used up stay failed (``requeue`` with an operator's say-so brings them back).
+        The stage's reason is cleared (the row no longer reads as failed) while
+        ``error_message`` keeps it as the last error until the next attempt ends.
         """
         query = self._fmt(
             "UPDATE raw_products SET {set_requeue_status} {err} = NULL,"
-            " error_message = {message_after_clear},"
             " {next} = now() + %(spacing)s, updated_at = now()"
             " WHERE {failed} AND {attempts} < %(max)s AND {owner} IS NULL"
             + ("" if self._spec.requeue_delisted else " AND delisted_at IS NULL")
