@@ -18,6 +18,7 @@ exception.
 from __future__ import annotations
 
 __all__ = [
+    "BlockedError",
     "ConfigError",
     "DatabaseUnavailableError",
     "InvalidItemError",
@@ -83,6 +84,10 @@ class ProxyError(OutageError):
 
 class RemoteServiceError(OutageError):
     """An outside API (Apify, Ximilar, a brand site) is down, refuses the token, or misbehaves."""
+
+
+class BlockedError(RemoteServiceError):
+    """A brand site answered with its anti-bot block (HTTP 403): back off, then stop."""
 
 
 class LeaseLostError(UndecatError):
