@@ -465,11 +465,12 @@ def _wire_scraper(resources: Resources) -> _Wiring:
         )
 
     def availability_jobs() -> AvailabilityJobs:
+        store = availability_store()  # STAGING_DB_URL is the first thing a runner needs
         client = zara()
         return AvailabilityJobs(
             locator=client,
             source=client,
-            store=availability_store(),
+            store=store,
             clock=resources.clock(),
             settings=PollSettings(
                 brand="zara",
