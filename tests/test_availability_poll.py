@@ -169,8 +169,10 @@ def test_pilot_first_then_least_recently_polled_within_the_budget(
     first = run(config, clock, "availability_poll")
     polled_first = {r["product_id"] for r in rows(staging_dsn, "SELECT * FROM raw_availability")}
     assert first["status"] == "success"
-    assert first["metadata"]["fetched"] == 3 and first["metadata"]["left"] == 3
-    assert set(pilot) < polled_first and len(polled_first & set(plain)) == 1
+    assert first["metadata"]["fetched"] == 3
+    assert first["metadata"]["left"] == 3
+    assert set(pilot) < polled_first
+    assert len(polled_first & set(plain)) == 1
     assert first["metadata"]["coverage"] == 0.5
     run(config, clock, "availability_poll")
     polled = {r["product_id"] for r in rows(staging_dsn, "SELECT * FROM raw_availability")}
@@ -364,7 +366,8 @@ def test_retention_deletes_old_rows_in_batches_without_waiting_for_locks(
         threading.Thread(target=retention, daemon=True).start()
         assert done.wait(20), "retention waited for a locked row"
     (outcome,) = result
-    assert outcome.metadata["deleted"] == 3 and outcome.metadata["batches"] == 2
+    assert outcome.metadata["deleted"] == 3
+    assert outcome.metadata["batches"] == 2
     left = {r["product_id"] for r in rows(staging_dsn, "SELECT product_id FROM raw_availability")}
     assert left == {"fresh", "edge", "held"}
 

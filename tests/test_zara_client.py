@@ -53,11 +53,14 @@ def test_the_locator_keeps_the_configured_countrys_stores(zara: ZaraServer) -> N
     first = stores[0]
     assert (first.brand, first.country, first.city) == ("zara", "AE", "Dubai")
     assert first.address == "Unit 1236, Dubai Mall"
-    assert first.latitude is not None and abs(float(first.latitude) - 25.198436) < 1e-6
+    assert first.latitude is not None
+    assert abs(float(first.latitude) - 25.198436) < 1e-6
     (path, query) = zara.fake.requests[0]
     assert path == "/ae/en/stores-locator/extended/search"
-    assert query["lat"] == ["25.2048"] and query["lng"] == ["55.2708"]
-    assert query["ajax"] == ["true"] and query["isDonationOnly"] == ["false"]
+    assert query["lat"] == ["25.2048"]
+    assert query["lng"] == ["55.2708"]
+    assert query["ajax"] == ["true"]
+    assert query["isDonationOnly"] == ["false"]
     assert zara.fake.user_agents == [AGENT]
 
 
