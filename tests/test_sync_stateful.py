@@ -205,6 +205,6 @@ def test_sync_is_idempotent_under_any_interleaving(
 ) -> None:
     """The state machine above holds for the explored interleavings."""
     run_state_machine_as_test(
-        lambda: SyncMachine(staging_dsn, production_dsn),
+        lambda: SyncMachine(staging_dsn, production_dsn),  # type: ignore[arg-type]  # a factory is accepted
         settings=settings(max_examples=30, stateful_step_count=15, deadline=None),
     )
