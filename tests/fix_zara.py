@@ -71,6 +71,8 @@ class FakeZara:
             self.requests: list[tuple[str, dict[str, list[str]]]] = []
             self.user_agents: list[str] = []
             self.latency = 0.0
+            self.in_flight = 0
+            self.max_in_flight = 0
 
     def stock_requests(self) -> list[dict[str, list[str]]]:
         """The query of every stock request, in order."""
@@ -84,6 +86,8 @@ class FakeZara:
         with self.lock:
             self.requests.append((path, query))
             self.user_agents.append(agent)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if path == f"/{COUNTRY}/{LANG}/stores-locator/extended/search":
                 if self.locator_script:
                     return self.locator_script.popleft()
@@ -132,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake.answer(parts.path, parse_qs(parts.query), self.headers.get("User-Agent", ""))
         if fake.latency:
             time.sleep(fake.latency)
+        with fake.lock:
+            fake.in_flight -= 1
         try:
             self.send_response(reply.status)
             headers = {"Content-Type": "application/json", **reply.headers}

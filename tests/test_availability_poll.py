@@ -382,3 +382,19 @@ def test_the_document_placeholder_is_a_configuration_error(
         monkeypatch.setenv("DUBAI_ZARA_STORES", value)
         assert run_host("scraper", ["availability_poll"]) == 2
         assert "DUBAI_ZARA_STORES" in capsys.readouterr().err
+
+
+def test_concurrent_requests_stay_within_the_limit(
+    staging_db: Database, staging_dsn: str, zara: ZaraServer, clock: DayClock
+) -> None:
+    """AVAILABILITY_CONCURRENCY=3: every product is polled, never more than 3 requests at once."""
+    ids = seed(staging_dsn, 9)
+    for external_id in ids:
+        zara.fake.stock[colour_id(external_id)] = {1236: [("S", 1)]}
+    zara.fake.latency = 0.05
+    config = make_config(staging_dsn, zara, AVAILABILITY_CONCURRENCY="3", DUBAI_ZARA_STORES="1236")
+    log = run(config, clock, "availability_poll")
+    assert log["status"] == "success"
+    assert log["metadata"]["fetched"] == 9
+    assert 1 < zara.fake.max_in_flight <= 3
+    assert len(availability(staging_dsn)) == 9

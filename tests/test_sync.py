@@ -423,3 +423,34 @@ def test_the_roles_can_do_their_part_and_no_more(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
     )
     assert [r["table_name"] for r in public] == ["schema_migrations"]
+
+
+def test_the_scraper_role_runs_the_availability_jobs(
+    staging_db: Database, staging_dsn: str, role_urls: dict[str, str], zara: Any
+) -> None:
+    """stores_refresh, availability_poll and availability_retention all run as `scraper`."""
+    from tests.fix_zara import store_entry  # noqa: PLC0415
+
+    seed_ready(staging_dsn, 2)
+    zara.fake.stores = [store_entry(1300)]
+    zara.fake.stock["500000000"] = {1300: [("S", 1)]}
+    q(
+        staging_dsn,
+        "INSERT INTO raw_availability (brand, store_id, product_id, sizes_in_stock, fetched_at)"
+        " VALUES ('zara', 1300, 'old', '[]', now() - interval '200 days')",
+    )
+    config = Config.from_env(
+        {
+            "STAGING_DB_URL": role_urls["scraper"],
+            "ZARA_USER_AGENT": "ZaraApp/test",
+            "ZARA_BASE_URL": zara.base_url(),
+            "AVAILABILITY_DELAY_MIN": "0",
+            "AVAILABILITY_DELAY_MAX": "0",
+        }
+    )
+    with bootstrap(config) as jobs:  # the system clock: retention compares with now()
+        for job in ("stores_refresh", "availability_poll", "availability_retention"):
+            result = jobs.job("scraper", job).run()
+            assert result.status == "success", (job, result.error_message)
+    found = q(staging_dsn, "SELECT product_id, sizes_in_stock FROM raw_availability ORDER BY 1")
+    assert [r["product_id"] for r in found] == ["500000000", "500000001"]
