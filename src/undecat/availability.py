@@ -26,7 +26,7 @@ from undecat.adapters.postgres.connection import translate_errors
 __all__ = ["in_stock"]
 
 _QUERY = """
-SELECT external_id, store_id, sizes_in_stock
+SELECT external_id, store_id, jsonb_path_query_array(sizes_in_stock, '$[*].size') AS sizes
 FROM catalog.availability
 WHERE brand = %(brand)s AND external_id = ANY(%(ids)s)
   AND (%(stores)s::int[] IS NULL OR store_id = ANY(%(stores)s::int[]))
@@ -65,11 +65,9 @@ def in_stock(
         rows = cur.fetchall()
     out: dict[str, dict[int, list[str]]] = {}
     for external_id, store_id, sizes in rows:
-        names = list(
-            dict.fromkeys(
-                str(item["size"]) for item in sizes if isinstance(item, dict) and "size" in item
-            )
-        )
+        # Only the size names cross the wire (decoding the whole objects costs more than the
+        # query); one size may be in stock in several colours: listed once.
+        names = list(dict.fromkeys(str(size) for size in sizes if size is not None))
         if names:
             out.setdefault(str(external_id), {})[int(store_id)] = names
     return out
