@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from undecat.adapters.postgres.availability import availability_columns, store_columns
+from undecat.adapters.postgres.availability import availability_document, store_columns
 from undecat.adapters.postgres.connection import Database
 from undecat.domain.models import AvailabilityRecord, Store
 from undecat.domain.production import CatalogEntry
@@ -84,9 +84,8 @@ WHERE (s.name, s.address, s.city, s.country, s.mall_name, s.latitude, s.longitud
 
 _UPSERT_AVAILABILITY = """
 INSERT INTO catalog.availability AS a (brand, external_id, store_id, sizes_in_stock, fetched_at)
-SELECT b, p, s, j::jsonb, f
-FROM unnest(%(brand)s::text[], %(store_id)s::int[], %(product_id)s::text[],
-            %(sizes)s::text[], %(fetched_at)s::timestamptz[]) AS t(b, s, p, j, f)
+SELECT b, p, s, j, f
+FROM json_to_recordset(%(rows)s::json) AS t(b text, s int, p text, j jsonb, f timestamptz)
 ON CONFLICT (brand, external_id, store_id) DO UPDATE SET
     sizes_in_stock = EXCLUDED.sizes_in_stock, fetched_at = EXCLUDED.fetched_at,
     updated_at = now()
@@ -161,7 +160,7 @@ class PostgresProductionCatalog:
             records,
             "writing availability to production",
             _UPSERT_AVAILABILITY,
-            availability_columns,
+            lambda part: {"rows": availability_document(part)},
         )
 
     def availability_watermark(self) -> datetime | None:
