@@ -398,3 +398,22 @@ def test_concurrent_requests_stay_within_the_limit(
     assert log["metadata"]["fetched"] == 9
     assert 1 < zara.fake.max_in_flight <= 3
     assert len(availability(staging_dsn)) == 9
+
+
+def test_configured_stores_are_polled_even_when_the_locator_fails(
+    staging_db: Database, staging_dsn: str, zara: ZaraServer, clock: DayClock
+) -> None:
+    """With DUBAI_ZARA_STORES set, a first poll reads the locator, and a blocked one is no stop."""
+    (a,) = seed(staging_dsn, 1)
+    zara.fake.locator_script.append(ZaraReply(status=403))
+    log = run(make_config(staging_dsn, zara), clock, "availability_poll")
+    assert log["status"] == "success"
+    assert log["metadata"]["stores_refreshed"] is True
+    assert set(availability(staging_dsn)) == {(1236, a), (1240, a)}
+    zara.fake.stores = [store_entry(1236), store_entry(1240)]
+    run(make_config(staging_dsn, zara), clock, "availability_poll")
+    stored = rows(staging_dsn, "SELECT store_id, name FROM raw_stores ORDER BY 1")
+    assert stored == [
+        {"store_id": 1236, "name": "Zara Mall 1236"},
+        {"store_id": 1240, "name": "Zara Mall 1240"},
+    ]

@@ -109,19 +109,27 @@ class AvailabilityJobs:
 
     def availability_poll(self) -> RunResult:
         """Poll every active product x polled store within the time budget (module doc)."""
+        refreshed = False
+        configured = self.settings.store_ids
+        stored = self.store.stores(self.settings.brand)
+        if not stored:
+            # No store known yet: read the locator first (production gets the stores' names
+            # and places from raw_stores). With DUBAI_ZARA_STORES set the poll goes on even
+            # if the locator fails; without it there is nothing to poll.
+            refreshed = True
+            try:
+                refresh = self.stores_refresh()
+            except UndecatError:
+                if not configured:
+                    raise
+                _log.warning("availability: the store locator failed; polling the configured")
+            else:
+                if refresh.status == RunStatus.FAILED and not configured:
+                    return refresh
+            stored = self.store.stores(self.settings.brand)
+        store_ids = configured or tuple(s.store_id for s in stored)
         started = self.clock.monotonic()
         deadline = started + self.settings.run_seconds
-        refreshed = False
-        store_ids = self.settings.store_ids
-        if not store_ids:
-            stored = self.store.stores(self.settings.brand)
-            if not stored:
-                refresh = self.stores_refresh()
-                refreshed = True
-                if refresh.status == RunStatus.FAILED:
-                    return refresh
-                stored = self.store.stores(self.settings.brand)
-            store_ids = tuple(s.store_id for s in stored)
         targets = self.store.poll_targets(self.settings.brand)
         state = _Poll()
         queue = iter(targets)
