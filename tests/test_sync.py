@@ -332,12 +332,6 @@ def test_killed_mid_run_and_restarted_both_databases_agree(
     finally:
         proc.wait(30)
     assert 0 < synced < total, "the run was not caught mid-way"
-    assert (
-        q(staging_dsn, "SELECT count(*) AS n FROM raw_products WHERE sync_owner IS NOT NULL")[0][
-            "n"
-        ]
-        > 0
-    )
     agree_before = q(prod, "SELECT count(*) AS n FROM catalog.products")[0]["n"]
     assert agree_before >= synced  # production is written before staging is marked
     # the dead worker's leases lapse; the next run takes its rows over
