@@ -15,6 +15,7 @@ Products not in stock anywhere (among the stores asked) are absent from the answ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,13 +26,16 @@ from undecat.adapters.postgres.connection import translate_errors
 
 __all__ = ["in_stock"]
 
+# One row per product: the stores' size names as one JSON text, decoded by json.loads --
+# several times cheaper than a row per store with its JSON decoded by the driver.
 _QUERY = """
-SELECT external_id, store_id, jsonb_path_query_array(sizes_in_stock, '$[*].size') AS sizes
+SELECT external_id,
+       json_object_agg(store_id, jsonb_path_query_array(sizes_in_stock, '$[*].size'))::text
 FROM catalog.availability
 WHERE brand = %(brand)s AND external_id = ANY(%(ids)s)
   AND (%(stores)s::int[] IS NULL OR store_id = ANY(%(stores)s::int[]))
   AND sizes_in_stock <> '[]'::jsonb
-ORDER BY external_id, store_id
+GROUP BY external_id
 """
 
 
@@ -64,10 +68,13 @@ def in_stock(
         cur.execute(_QUERY, params, prepare=False)
         rows = cur.fetchall()
     out: dict[str, dict[int, list[str]]] = {}
-    for external_id, store_id, sizes in rows:
-        # Only the size names cross the wire (decoding the whole objects costs more than the
-        # query); one size may be in stock in several colours: listed once.
-        names = list(dict.fromkeys(str(size) for size in sizes if size is not None))
-        if names:
-            out.setdefault(str(external_id), {})[int(store_id)] = names
+    for external_id, stores in rows:
+        found: dict[int, list[str]] = {}
+        for store_id, sizes in json.loads(stores).items():
+            # One size in stock in several colours is listed once.
+            names = list(dict.fromkeys(str(size) for size in sizes if size is not None))
+            if names:
+                found[int(store_id)] = names
+        if found:
+            out[str(external_id)] = dict(sorted(found.items()))
     return out
