@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from undecat.adapters.postgres.availability import availability_document, latest_per_day
 from undecat.domain.availability import (
     MAX_STORES_PER_REQUEST,
     block_wait,
@@ -16,7 +18,7 @@ from undecat.domain.availability import (
     sizes_json,
     store_chunks,
 )
-from undecat.domain.models import PollTarget, SizeInStock
+from undecat.domain.models import AvailabilityRecord, PollTarget, SizeInStock
 from undecat.domain.production import CatalogEntry, Verdict, verify
 
 sizes = st.lists(
@@ -136,3 +138,33 @@ def test_verification_rule(
     else:
         assert result.reason is not None
         assert reason in result.reason
+
+
+@given(
+    st.lists(
+        st.builds(
+            AvailabilityRecord,
+            brand=st.sampled_from(["zara", "oysho"]),
+            store_id=st.integers(1, 5),
+            product_id=st.text(min_size=1, max_size=8),
+            sizes_in_stock=sizes.map(tuple),
+            fetched_at=st.datetimes(
+                min_value=datetime(2026, 1, 1),  # noqa: DTZ001  # naive bounds are what st.datetimes takes
+                max_value=datetime(2026, 1, 3),  # noqa: DTZ001
+                timezones=st.just(UTC),
+            ),
+        ),
+        max_size=20,
+    )
+)
+def test_the_availability_document_round_trips(records: list[AvailabilityRecord]) -> None:
+    """The JSON document sent to the database decodes to the latest record per key and day."""
+    document = json.loads(availability_document(records))
+    expected = latest_per_day(records)
+    assert [(d["b"], d["s"], d["p"]) for d in document] == [
+        (r.brand, r.store_id, r.product_id) for r in expected
+    ]
+    assert [d["j"] for d in document] == [sizes_json(r.sizes_in_stock) for r in expected]
+    assert [datetime.fromisoformat(d["f"]) for d in document] == [r.fetched_at for r in expected]
+    keys = [(r.brand, r.store_id, r.product_id, r.day) for r in expected]
+    assert len(keys) == len(set(keys))

@@ -173,24 +173,27 @@ def availability_document(records: Sequence[AvailabilityRecord]) -> str:
     """The rows of ``records`` as one JSON document for ``json_to_recordset``.
 
     One text parameter instead of five arrays: psycopg adapts arrays element by element in
-    Python, which cost more than the insert itself (docs/benchmarks.md).
+    Python, which cost more than the insert itself (docs/benchmarks.md). The document is
+    assembled from cached pieces: the records of a batch share their brand, their
+    products' few size lists and their fetch times.
     """
-    encoded: dict[tuple[SizeInStock, ...], Any] = {}
-    rows = []
+    sizes_text: dict[tuple[SizeInStock, ...], str] = {}
+    strings: dict[str, str] = {}
+    times: dict[datetime, str] = {}
+    parts = []
     for r in latest_per_day(records):
-        sizes = encoded.get(r.sizes_in_stock)
+        sizes = sizes_text.get(r.sizes_in_stock)
         if sizes is None:
-            sizes = encoded[r.sizes_in_stock] = sizes_json(r.sizes_in_stock)
-        rows.append(
-            {
-                "b": r.brand,
-                "s": r.store_id,
-                "p": r.product_id,
-                "j": sizes,
-                "f": r.fetched_at.isoformat(),
-            }
+            sizes = sizes_text[r.sizes_in_stock] = _dumps(sizes_json(r.sizes_in_stock))
+        brand = strings.get(r.brand) or strings.setdefault(r.brand, _dumps(r.brand))
+        product = strings.get(r.product_id) or strings.setdefault(
+            r.product_id, _dumps(r.product_id)
         )
-    return _dumps(rows)
+        when = times.get(r.fetched_at) or times.setdefault(
+            r.fetched_at, _dumps(r.fetched_at.isoformat())
+        )
+        parts.append(f'{{"b":{brand},"s":{int(r.store_id)},"p":{product},"j":{sizes},"f":{when}}}')
+    return "[" + ",".join(parts) + "]"
 
 
 def _polled_document(records: Sequence[AvailabilityRecord]) -> str:
