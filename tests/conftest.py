@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fix_ximilar",
     "tests.fix_origin",
     "tests.fix_proxy",
+    "tests.fix_zara",
 ]
 
 # "ci" is fast and derandomized; "dev" explores more. Choose with HYPOTHESIS_PROFILE.

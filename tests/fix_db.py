@@ -112,6 +112,27 @@ def staging_db(staging_module_db: Database, staging_dsn: str) -> Database:
     """The module's staging database, emptied before the test."""
     with psycopg.connect(staging_dsn, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE raw_products, raw_availability, raw_stores, scraper_logs RESTART IDENTITY"
+            "TRUNCATE raw_products, raw_availability, raw_stores, scraper_logs,"
+            " availability_poll_state RESTART IDENTITY"
         )
     return staging_module_db
+
+
+@pytest.fixture(scope="module")
+def production_dsn(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A DSN of a fresh production database (schema ``catalog`` migrated), for this module."""
+    name = pg_server.create_database(_prefix(request) + "_prod")
+    dsn = pg_server.dsn_for(name)
+    apply_migrations(Secret(dsn), "production")
+    try:
+        yield dsn
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def production_dsn_empty(production_dsn: str) -> str:
+    """The module's production database with the catalog tables emptied before the test."""
+    with psycopg.connect(production_dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE catalog.products, catalog.stores, catalog.availability")
+    return production_dsn

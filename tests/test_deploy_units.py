@@ -19,6 +19,9 @@ UNITS = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
 SCHEDULE = {
     ("scraper", "availability_poll"): "*-*-* *:00:00 UTC",
     ("scraper", "sync_to_production"): "*-*-* *:10:00 UTC",
+    # Ours (the document gives no time): daily, outside the :00 poll and :10 sync.
+    ("scraper", "stores_refresh"): "*-*-* 02:50:00 UTC",
+    ("scraper", "availability_retention"): "*-*-* 03:30:00 UTC",
     ("apify", "apify_zara"): "Sun *-*-* 02:00:00 UTC",
     ("apify", "apify_bershka"): "Sun *-*-* 03:00:00 UTC",
     ("apify", "apify_pullandbear"): "Sun *-*-* 04:00:00 UTC",

@@ -112,7 +112,12 @@ def test_job_names_are_the_documents() -> None:
     # retention is ours (issue 17: run-log and delisted-object retention), not the document's.
     assert HOST_JOBS["collage"] == ("process_new", "retry_failed", "cleanup_temp", "retention")
     assert HOST_JOBS["ximilar_sync"] == ("ximilar_sync", "ximilar_retry")
-    assert HOST_JOBS["scraper"] == ("availability_poll", "sync_to_production")
+    assert HOST_JOBS["scraper"] == (
+        "availability_poll",
+        "sync_to_production",
+        "stores_refresh",
+        "availability_retention",
+    )
 
 
 @pytest.mark.parametrize("host", sorted(HOST_JOBS))

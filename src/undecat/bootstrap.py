@@ -37,7 +37,12 @@ HOST_JOBS: dict[str, tuple[str, ...]] = {
     "photo_downloader": ("download_pending", "retry_failed", "cleanup_temp"),
     "collage": ("process_new", "retry_failed", "cleanup_temp", "retention"),
     "ximilar_sync": ("ximilar_sync", "ximilar_retry"),
-    "scraper": ("availability_poll", "sync_to_production"),
+    "scraper": (
+        "availability_poll",
+        "sync_to_production",
+        "stores_refresh",
+        "availability_retention",
+    ),
 }
 
 _T = TypeVar("_T")
@@ -601,4 +606,107 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
 
 
 def _wire_scraper(resources: Resources) -> _Wiring:
-    return iter(())
+    # DUBAI_ZARA_STORES is checked when the configuration is read (exit 2 naming it). The
+    # production database is opened inside the sync's run, so that production being down is
+    # a logged, failed run (exit 1) rather than a start-up error without a run log.
+    from undecat.jobs.availability import (  # noqa: PLC0415
+        AvailabilityJobs,
+        PollSettings,
+    )
+    from undecat.jobs.availability import availability_retention as retention  # noqa: PLC0415
+    from undecat.jobs.sync import ProductionSync  # noqa: PLC0415
+
+    config = resources.config
+
+    def zara() -> Any:
+        from undecat.adapters.zara import ZaraClient, ZaraSettings  # noqa: PLC0415
+
+        settings = ZaraSettings.from_config(config)
+        return resources.get(
+            "zara_client", lambda: ZaraClient(settings, clock=resources.clock()), ZaraClient.close
+        )
+
+    def availability_store() -> Any:
+        from undecat.adapters.postgres.availability import (  # noqa: PLC0415
+            PostgresAvailabilityStore,
+        )
+
+        return resources.get(
+            "availability_store", lambda: PostgresAvailabilityStore(resources.staging_db())
+        )
+
+    def availability_jobs() -> AvailabilityJobs:
+        store = availability_store()  # STAGING_DB_URL is the first thing a runner needs
+        client = zara()
+        return AvailabilityJobs(
+            locator=client,
+            source=client,
+            store=store,
+            clock=resources.clock(),
+            settings=PollSettings(
+                brand="zara",
+                store_ids=config.dubai_zara_stores,
+                run_seconds=config.availability_run_seconds,
+                concurrency=config.availability_concurrency,
+                max_blocks=config.availability_max_blocks,
+                block_backoff=config.availability_block_backoff,
+            ),
+        )
+
+    def stores_refresh() -> Job:
+        return Job("stores_refresh", availability_jobs().stores_refresh, resources.recorder())
+
+    def availability_poll() -> Job:
+        return Job("availability_poll", availability_jobs().availability_poll, resources.recorder())
+
+    def availability_retention() -> Job:
+        store, clock, days = (
+            availability_store(),
+            resources.clock(),
+            config.availability_retention_days,
+        )
+        return Job(
+            "availability_retention",
+            lambda: retention(store, clock, days=days),
+            resources.recorder(),
+        )
+
+    def sync_to_production() -> Job:
+        from undecat.adapters.postgres.availability import PostgresSyncSource  # noqa: PLC0415
+
+        url = _required(config.production_db_url, "PRODUCTION_DB_URL")
+        queue = resources.queue(Stage.SYNC)
+        source = resources.get("sync_source", lambda: PostgresSyncSource(resources.staging_db()))
+
+        def work() -> Any:
+            from undecat.adapters.postgres import Database  # noqa: PLC0415
+            from undecat.adapters.postgres.production import (  # noqa: PLC0415
+                PostgresProductionCatalog,
+            )
+
+            production = resources.get(
+                "production_catalog",
+                lambda: PostgresProductionCatalog(
+                    resources.get(
+                        "production_db",
+                        lambda: Database(url, name="production", max_size=2),
+                        Database.close,
+                    )
+                ),
+            )
+            return ProductionSync(
+                queue=queue,
+                source=source,
+                production=production,
+                clock=resources.clock(),
+                owner=resources.owner(),
+                batch_size=config.batch_size,
+                lease=resources.lease(),
+            ).run()
+
+        return Job("sync_to_production", work, resources.recorder())
+
+    yield ("scraper", "availability_poll"), availability_poll
+    yield ("scraper", "sync_to_production"), sync_to_production
+    yield ("scraper", "stores_refresh"), stores_refresh
+    yield ("scraper", "availability_retention"), availability_retention

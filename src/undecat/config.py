@@ -108,6 +108,19 @@ class Config:
     # Availability (scraper host).
     zara_user_agent: str | None = None
     dubai_zara_stores: tuple[int, ...] = ()
+    zara_base_url: str = "https://www.zara.com"
+    zara_country: str = "ae"
+    zara_lang: str = "en"
+    zara_store_lat: float = 25.2048
+    zara_store_lng: float = 55.2708
+    zara_store_radius: int = 100
+    availability_run_seconds: float = 3000.0
+    availability_concurrency: int = 1
+    availability_delay_min: float = 5.0
+    availability_delay_max: float = 8.0
+    availability_max_blocks: int = 3
+    availability_block_backoff: float = 30.0
+    availability_retention_days: int = 90
 
     # Runtime.
     data_dir: Path = Path("data")
@@ -179,6 +192,13 @@ class Config:
                 f"DOWNLOAD_DELAY_MAX ({delay_max}) must not be below "
                 f"DOWNLOAD_DELAY_MIN ({delay_min})"
             )
+        availability_delay_min = env.number("AVAILABILITY_DELAY_MIN", float, 5.0, minimum=0)
+        availability_delay_max = env.number("AVAILABILITY_DELAY_MAX", float, 8.0, minimum=0)
+        if availability_delay_max < availability_delay_min:
+            raise ConfigError(
+                f"AVAILABILITY_DELAY_MAX ({availability_delay_max}) must not be below "
+                f"AVAILABILITY_DELAY_MIN ({availability_delay_min})"
+            )
         return cls(
             staging_db_url=env.url("STAGING_DB_URL", ("postgresql", "postgres")),
             production_db_url=env.url("PRODUCTION_DB_URL", ("postgresql", "postgres")),
@@ -218,7 +238,27 @@ class Config:
             ximilar_rate_limit=env.number("XIMILAR_RATE_LIMIT", float, 10.0, minimum=0.001),
             collage_quality=env.number("COLLAGE_QUALITY", int, 95, minimum=1, maximum=100),
             zara_user_agent=env.text("ZARA_USER_AGENT"),
-            dubai_zara_stores=env.int_list("DUBAI_ZARA_STORES"),
+            dubai_zara_stores=env.store_ids("DUBAI_ZARA_STORES"),
+            zara_base_url=env.plain_url("ZARA_BASE_URL", ("http", "https"))
+            or "https://www.zara.com",
+            zara_country=(env.text("ZARA_COUNTRY") or "ae").lower(),
+            zara_lang=(env.text("ZARA_LANG") or "en").lower(),
+            zara_store_lat=env.number("ZARA_STORE_LAT", float, 25.2048, minimum=-90, maximum=90),
+            zara_store_lng=env.number("ZARA_STORE_LNG", float, 55.2708, minimum=-180, maximum=180),
+            zara_store_radius=env.number("ZARA_STORE_RADIUS", int, 100, minimum=1),
+            availability_run_seconds=env.number(
+                "AVAILABILITY_RUN_SECONDS", float, 3000.0, minimum=1
+            ),
+            availability_concurrency=env.number("AVAILABILITY_CONCURRENCY", int, 1, minimum=1),
+            availability_delay_min=availability_delay_min,
+            availability_delay_max=availability_delay_max,
+            availability_max_blocks=env.number("AVAILABILITY_MAX_BLOCKS", int, 3, minimum=1),
+            availability_block_backoff=env.number(
+                "AVAILABILITY_BLOCK_BACKOFF", float, 30.0, minimum=0
+            ),
+            availability_retention_days=env.number(
+                "AVAILABILITY_RETENTION_DAYS", int, 90, minimum=1
+            ),
             data_dir=env.path("DATA_DIR") or Path("data"),
             lease_seconds=env.number("LEASE_SECONDS", float, 3600.0, minimum=1),
             user_media_max_main_bytes=env.number(
@@ -309,11 +349,26 @@ class _Env:
         if raw is None:
             return ()
         try:
-            return tuple(int(part) for part in raw.split(",") if part.strip())
+            ids = tuple(int(part) for part in raw.split(",") if part.strip())
         except ValueError:
             raise ConfigError(
                 f"{name} must be comma-separated numeric store ids like '1234,5678', got {raw!r}"
             ) from None
+        if any(i <= 0 for i in ids):
+            raise ConfigError(f"{name} must be comma-separated positive store ids, got {raw!r}")
+        return ids
+
+    def store_ids(self, name: str) -> tuple[int, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        if "PLACEHOLDER" in raw.upper():
+            raise ConfigError(
+                f"{name} still holds the source document's placeholder {raw!r}: set it to the"
+                " comma-separated numeric ids of the stores to poll, or leave it unset to poll"
+                " every stored store of the brand"
+            )
+        return self.int_list(name)
 
     def word_list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         raw = self.text(name)

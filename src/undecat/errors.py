@@ -18,6 +18,7 @@ exception.
 from __future__ import annotations
 
 __all__ = [
+    "BlockedError",
     "ConfigError",
     "CredentialsError",
     "DatabaseConfigurationError",
@@ -151,6 +152,8 @@ class ProxyCredentialsError(CredentialsError, ProxyError):
 
 class RemoteCredentialsError(CredentialsError, RemoteServiceError):
     """An outside API refused its token (``APIFY_TOKEN``, ``XIMILAR_API_TOKEN``)."""
+class BlockedError(RemoteServiceError):
+    """A brand site answered with its anti-bot block (HTTP 403): back off, then stop."""
 
 
 class LeaseLostError(UndecatError):

@@ -9,7 +9,7 @@ Every method raises only :class:`~undecat.errors.UndecatError` subclasses: an
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import attrs
@@ -17,19 +17,22 @@ import attrs
 from undecat.domain.models import (
     AvailabilityRecord,
     Claim,
-    Product,
+    PollTarget,
     ProductDraft,
     RunLog,
     RunResult,
+    SizeInStock,
     StatusCount,
     Store,
     UpsertResult,
 )
 from undecat.domain.report import QueueDepth, Report
+from undecat.domain.production import CatalogEntry
 from undecat.domain.stages import Outcome, Stage
 
 __all__ = [
     "AvailabilitySource",
+    "AvailabilityStore",
     "CatalogRun",
     "CatalogSource",
     "CatalogStore",
@@ -45,6 +48,8 @@ __all__ = [
     "RunRecorder",
     "RunningLog",
     "StatusReport",
+    "StoreLocator",
+    "SyncSource",
     "VisualIndex",
     "WorkQueue",
     "XimilarLedger",
@@ -281,19 +286,94 @@ class XimilarLedger(Protocol):
         ...
 
 
-class AvailabilitySource(Protocol):
-    """Which sizes of which products a brand's stores have in stock."""
+class StoreLocator(Protocol):
+    """A brand's store finder: the physical stores of the configured country."""
 
-    def fetch(self, store: Store, references: Sequence[str]) -> list[AvailabilityRecord]:
-        """Return the in-stock sizes of ``references`` in ``store``."""
+    def stores(self) -> list[Store]:
+        """Return the stores near the configured point, of the configured country only."""
+        ...
+
+
+class AvailabilitySource(Protocol):
+    """Which sizes of one colour product each store has in stock (the brand's stock API)."""
+
+    def in_stock(
+        self, colour_product_id: str, store_ids: Sequence[int]
+    ) -> Mapping[int, Sequence[SizeInStock]]:
+        """Return the in-stock sizes per store; a store left out has nothing in stock.
+
+        Raises :class:`~undecat.errors.ProductError` for an answer that cannot be read (that
+        product's fault), :class:`~undecat.errors.BlockedError` for the anti-bot block and
+        another :class:`~undecat.errors.OutageError` when the site stays down or busy.
+        """
+        ...
+
+
+class AvailabilityStore(Protocol):
+    """Staging's stores and availability (``raw_stores``, ``raw_availability``)."""
+
+    def stores(self, brand: str) -> list[Store]:
+        """Return the stored stores of ``brand``, by store id."""
+        ...
+
+    def upsert_stores(self, stores: Sequence[Store]) -> int:
+        """Insert or refresh stores on ``(brand, store_id)``; return how many changed."""
+        ...
+
+    def poll_targets(self, brand: str) -> list[PollTarget]:
+        """Active products of ``brand``: pilot first, then the least recently polled."""
+        ...
+
+    def write(self, records: Sequence[AvailabilityRecord]) -> int:
+        """Upsert one row per (brand, store, product, UTC day); the later answer wins."""
+        ...
+
+    def coverage(self, brand: str, day: date) -> float:
+        """Share of the active products of ``brand`` polled on the UTC ``day``."""
+        ...
+
+    def delete_older_than(self, cutoff: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows fetched before ``cutoff``; return how many."""
+        ...
+
+
+class SyncSource(Protocol):
+    """What ``sync_to_production`` reads from staging besides its claims."""
+
+    def entries(self, ids: Sequence[int]) -> list[CatalogEntry]:
+        """Return the staging rows ``ids`` as production receives them."""
+        ...
+
+    def all_stores(self) -> list[Store]:
+        """Return every stored store."""
+        ...
+
+    def latest_availability(self, since: datetime | None) -> list[AvailabilityRecord]:
+        """The latest row per (brand, store, product) among rows fetched after ``since``."""
         ...
 
 
 class ProductionCatalog(Protocol):
-    """The production database's catalog tables."""
+    """The production database's ``catalog`` schema."""
 
-    def upsert(self, products: Sequence[Product]) -> int:
-        """Write verified products into production; return how many rows changed."""
+    def upsert_products(self, entries: Sequence[CatalogEntry]) -> int:
+        """Write verified products (active); return how many rows changed."""
+        ...
+
+    def deactivate(self, entries: Sequence[CatalogEntry]) -> int:
+        """Mark delisted products inactive (rows kept); return how many changed."""
+        ...
+
+    def upsert_stores(self, stores: Sequence[Store]) -> int:
+        """Copy stores; return how many rows changed."""
+        ...
+
+    def upsert_availability(self, records: Sequence[AvailabilityRecord]) -> int:
+        """Copy the current answer per (brand, store, product); return how many changed."""
+        ...
+
+    def availability_watermark(self) -> datetime | None:
+        """The newest ``fetched_at`` production holds (None when it holds none)."""
         ...
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +14,12 @@ __all__ = [
     "BRANDS",
     "AvailabilityRecord",
     "Claim",
+    "PollTarget",
     "Product",
     "ProductDraft",
     "RunLog",
     "RunResult",
+    "SizeInStock",
     "StatusCount",
     "Store",
     "UpsertResult",
@@ -136,20 +138,42 @@ class Store:
     longitude: Decimal | None = None
 
 
+@attrs.frozen(order=True)
+class SizeInStock:
+    """One size of one colour a store has in stock (``stock`` None when not given)."""
+
+    colour: str
+    size: str
+    stock: int | None = attrs.field(default=None, order=False)
+
+
 @attrs.frozen
 class AvailabilityRecord:
-    """Which sizes of one product one store has in stock, as fetched at ``fetched_at``."""
+    """What one store had in stock of one product (all its colours) at ``fetched_at``.
+
+    ``product_id`` is ``raw_products.external_id``; an empty ``sizes_in_stock`` means the
+    store was polled and has nothing in stock.
+    """
 
     brand: str
     store_id: int
     product_id: str
-    sizes_in_stock: tuple[str, ...]
+    sizes_in_stock: tuple[SizeInStock, ...]
     fetched_at: datetime
 
     @property
     def day(self) -> date:
         """The UTC day the record belongs to (one row per store, product and day)."""
-        return self.fetched_at.date()
+        return self.fetched_at.astimezone(UTC).date()
+
+
+@attrs.frozen
+class PollTarget:
+    """An active product to poll, with the colour product ids the stock endpoint knows."""
+
+    brand: str
+    external_id: str
+    colours: tuple[tuple[str, str], ...]  # (colour code, colour product id), at least one
 
 
 @attrs.frozen
