@@ -152,6 +152,8 @@ class ProxyCredentialsError(CredentialsError, ProxyError):
 
 class RemoteCredentialsError(CredentialsError, RemoteServiceError):
     """An outside API refused its token (``APIFY_TOKEN``, ``XIMILAR_API_TOKEN``)."""
+
+
 class BlockedError(RemoteServiceError):
     """A brand site answered with its anti-bot block (HTTP 403): back off, then stop."""
 

@@ -26,8 +26,8 @@ from undecat.domain.models import (
     Store,
     UpsertResult,
 )
-from undecat.domain.report import QueueDepth, Report
 from undecat.domain.production import CatalogEntry
+from undecat.domain.report import QueueDepth, Report
 from undecat.domain.stages import Outcome, Stage
 
 __all__ = [
