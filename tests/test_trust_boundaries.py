@@ -120,6 +120,13 @@ TRANSITIONS: dict[tuple[str, str], frozenset[tuple[str, str]]] = {
         {("pending", "synced"), ("pending", "skipped"), ("pending", "error"), ("error", "pending")}
     ),
 }
+#: Made only by 0008's trigger on a host's behalf (no role may write sync_status itself):
+#: a stage's new photos, collage or records reopen a synced or skipped product (0013).
+REOPENS_SYNC = {
+    (role, "sync_status", before, "pending")
+    for role in ("downloader", "collage", "ximilar")
+    for before in ("synced", "skipped")
+}
 STATES = {
     "image_status": [s.value for s in ImageStatus],
     "ximilar_status": [s.value for s in XimilarStatus],
@@ -281,7 +288,10 @@ def test_the_transition_table_in_the_database_is_the_spec(clean: str) -> None:
             "SELECT role, status_column, from_status, to_status FROM stage_transitions"
         ).fetchall()
     hosts = {(r, c, b, a) for r, c, b, a in rows if r != "apify"}
-    assert hosts == {(r, c, b, a) for (r, c), pairs in TRANSITIONS.items() for b, a in pairs}
+    assert (
+        hosts
+        == {(r, c, b, a) for (r, c), pairs in TRANSITIONS.items() for b, a in pairs} | REOPENS_SYNC
+    )
     assert {a for r, _, _, a in rows if r == "apify"} == {"pending"}
 
 
@@ -353,3 +363,25 @@ def test_undecat_status_runs_as_the_reporting_role(
     out = capsys.readouterr().out
     assert "apify_job" in out
     assert "collage_job" in out
+
+
+def test_a_stage_completion_reopens_the_sync_through_the_guard(
+    dsn: dict[str, str], clean: str
+) -> None:
+    """The collage host completing a synced product reopens its sync: the guard lets it by."""
+    seed_rows(clean, 1)
+    with psycopg.connect(clean, autocommit=True) as admin:
+        admin.execute(
+            "UPDATE raw_products SET image_status = 'uploaded', sync_status = 'skipped',"
+            " sync_error = 'not ready', error_message = 'not ready'"
+        )
+    with psycopg.connect(dsn["collage"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE raw_products SET image_status = 'collage_ready',"
+            " collage_url = 'https://s3.test/c.jpg'"
+        )
+    with psycopg.connect(clean) as admin:
+        row = admin.execute(
+            "SELECT sync_status, sync_error, error_message FROM raw_products"
+        ).fetchone()
+    assert row == ("pending", None, None)

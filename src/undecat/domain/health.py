@@ -77,6 +77,8 @@ JOB_PERIODS: Mapping[tuple[str, str], timedelta] = {
     ("ximilar_sync", "ximilar_retry"): _DAY,
     ("scraper", "availability_poll"): _HOUR,
     ("scraper", "sync_to_production"): _HOUR,
+    ("scraper", "stores_refresh"): _DAY,
+    ("scraper", "availability_retention"): _DAY,
 }
 
 
