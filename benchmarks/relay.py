@@ -207,7 +207,8 @@ class RelayProcess:
 
     def round_trips(self, *, reset: bool = False) -> int:
         """Round trips counted by the child since its start (or the last reset)."""
-        assert self._proc.stdin is not None and self._proc.stdout is not None
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
         self._proc.stdin.write("reset\n" if reset else "count\n")
         self._proc.stdin.flush()
         return int(self._proc.stdout.readline())

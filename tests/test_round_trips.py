@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from benchmarks.relay import LatencyRelay
 from psycopg import conninfo
 
-from benchmarks.relay import LatencyRelay
 from tests.seed import draft, seed_rows
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
 from undecat.adapters.postgres.runs import PostgresRunRecorder
