@@ -8,6 +8,8 @@ credentials removed from every message.
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +24,31 @@ from undecat.redact import Secret, redact_text, redact_url
 __all__ = ["Database", "password_of", "translate_errors"]
 
 _CONNECT_TIMEOUT = 10
+
+#: A pooled connection given back less than this many seconds ago is handed out again
+#: without the pool's liveness check (a round trip: at the private network's latency, a
+#: quarter of a one-statement transaction). A connection idle for longer is checked.
+_CHECK_AFTER_IDLE = 1.0
+
+
+class _IdleCheck:
+    """The pool's connection check, made only for connections idle for a while."""
+
+    def __init__(self, after_idle: float) -> None:
+        self._after_idle = after_idle
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def returned(self, conn: psycopg.Connection[Any]) -> None:
+        """Note when ``conn`` was made or went back to the pool (``configure``, ``reset``)."""
+        self._returned[conn] = time.monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        """Check ``conn`` unless it was in use a moment ago (the pool's ``check`` callback)."""
+        last = self._returned.pop(conn, None)
+        if last is None or time.monotonic() - last > self._after_idle:
+            psycopg_pool.ConnectionPool.check_connection(conn)
 
 
 def _connect_kwargs() -> dict[str, Any]:
@@ -58,10 +85,18 @@ class Database:
 
     The first connection is made eagerly, so that a wrong host or password is one clear
     :class:`~undecat.errors.DatabaseUnavailableError` at start-up, not a pool time-out later.
+    A connection is checked before it is handed out only when it has been idle for more than
+    ``check_after_idle`` seconds.
     """
 
     def __init__(
-        self, url: Secret, *, name: str = "staging", max_size: int = 4, timeout: float = 30.0
+        self,
+        url: Secret,
+        *,
+        name: str = "staging",
+        max_size: int = 4,
+        timeout: float = 30.0,
+        check_after_idle: float = _CHECK_AFTER_IDLE,
     ) -> None:
         self.name = name
         self._url = url
@@ -74,6 +109,7 @@ class Database:
                 url.reveal(), connect_timeout=_CONNECT_TIMEOUT, **_connect_kwargs()
             )
             probe.close()
+        idle = _IdleCheck(check_after_idle)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = (
             psycopg_pool.ConnectionPool(
                 url.reveal(),
@@ -84,7 +120,9 @@ class Database:
                 name=f"undecat-{name}",
                 timeout=timeout,  # longest wait for a connection (e.g. while the server is down)
                 # A connection that PgBouncer or the server dropped is replaced, not reused.
-                check=psycopg_pool.ConnectionPool.check_connection,
+                check=idle.check,
+                reset=idle.returned,
+                configure=idle.returned,
             )
         )
         with translate_errors(f"opening the {name} pool at {shown}", secrets=self._secrets):
