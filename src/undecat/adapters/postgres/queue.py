@@ -237,7 +237,7 @@ class PostgresWorkQueue:
         params = {k: v for k, v in values.items() if v is not _NOW}
         params.update(id=claim.product.id, claim_owner=claim.owner)
         what = f"completing {self.stage.value} of {claim.product.external_id}"
-        with self._db.transaction(what) as cur:
+        with self._db.statement(what) as cur:
             cur.execute(query, params)
             return cur.rowcount == 1
 
@@ -290,7 +290,7 @@ class PostgresWorkQueue:
             "id": claim.product.id,
             "owner": claim.owner,
         }
-        with self._db.transaction(
+        with self._db.statement(
             f"failing {self.stage.value} of {claim.product.external_id}"
         ) as cur:
             cur.execute(query, params)

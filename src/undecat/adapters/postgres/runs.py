@@ -39,7 +39,7 @@ class PostgresRunRecorder:
 
     def start(self, scraper_name: str, metadata: dict[str, Any] | None = None) -> OpenRun:
         """Open a run row with status ``running``."""
-        with self._db.transaction(f"opening the run log of {scraper_name}") as cur:
+        with self._db.statement(f"opening the run log of {scraper_name}") as cur:
             cur.execute(
                 "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
                 " VALUES (%s, %s, clock_timestamp(), %s) RETURNING id, started_at",
@@ -57,7 +57,7 @@ class PostgresRunRecorder:
             if result.error_message is None
             else redact_text(result.error_message, self._secrets)
         )
-        with self._db.transaction("closing a run log") as cur:
+        with self._db.statement("closing a run log") as cur:
             cur.execute(
                 "UPDATE scraper_logs SET status = %(status)s, run_id = %(run_id)s,"
                 " records_fetched = %(fetched)s, records_new = %(new)s,"
