@@ -37,6 +37,7 @@ from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
 from benchmarks.bench_foundation import _DOCUMENT_UPSERT  # the document's statement
+from benchmarks.relay import measured_rtt_ms, relay_process, route
 from undecat.adapters.apify import ApifyCatalogSource, mapper_for
 from undecat.adapters.clock import SystemClock
 from undecat.adapters.postgres import Database, PostgresCatalogStore
@@ -47,6 +48,9 @@ from undecat.redact import Secret
 TASK = "z1psVOTyIKFdU5N9n"
 SIZES = (10_000, 47_000, 100_000)
 BASELINE_ITEMS = 3_000
+#: The relay's nominal delay for a 0.5 ms round trip: its own thread hand-offs and sleep
+#: overshoot add the rest (the measured ``SELECT 1`` time is printed with each route).
+RELAY_RTT_MS = 0.4
 
 
 def _source(url: str) -> ApifyCatalogSource:
@@ -99,12 +103,28 @@ def _fake_api(size: int) -> Iterator[str]:
 
 
 def _routed(dsn: str) -> str:
-    """``dsn`` itself, or the same database through the PgBouncer in BENCH_BOUNCER_PORT."""
+    """``dsn``, or the same database through BENCH_BOUNCER_PORT and/or BENCH_RELAY_PORT.
+
+    The relay forwards to the bouncer (when both are set) or to the server.
+    """
     port = os.environ.get("BENCH_BOUNCER_PORT")
-    if not port:
-        return dsn
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    return Bouncer(int(port), str(info.get("user", "postgres"))).dsn_for(str(info["dbname"]))
+    if port:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        dsn = Bouncer(int(port), str(info.get("user", "postgres"))).dsn_for(str(info["dbname"]))
+    relay = os.environ.get("BENCH_RELAY_PORT")
+    return route(dsn, int(relay)) if relay else dsn
+
+
+def _fetch_only(url: str) -> float:
+    """Seconds to start the task's run and read all its items, doing nothing with them.
+
+    Taken off both sides: it is the Apify API's and apify-client's time (HTTP, JSON
+    decoding), the same for any way of storing the items.
+    """
+    started = time.perf_counter()
+    for _ in _source(url).start("zara").items():
+        pass
+    return time.perf_counter() - started
 
 
 def _child(size: int) -> dict[str, float]:
@@ -128,6 +148,7 @@ def _child(size: int) -> dict[str, float]:
             )()
         finally:
             warm.stop()
+        fetch = _fetch_only(url)
         job = CollectJob(
             brand="zara",
             source=_source(url),
@@ -143,7 +164,8 @@ def _child(size: int) -> dict[str, float]:
     return {
         "size": size,
         "seconds": elapsed,
-        "items_per_s": size / elapsed,
+        "fetch": fetch,
+        "items_per_s": size / (elapsed - fetch),
         "start_mb": rss.start_rss / 2**20,
         "growth_mb": (rss.peak - rss.start_rss) / 2**20,
     }
@@ -152,8 +174,10 @@ def _child(size: int) -> dict[str, float]:
 def _document_loop(size: int) -> float:
     """The document's ``collect_brand`` over ``size`` items; return items/s."""
     with staging_database("bench_collect_doc") as dsn, _fake_api(size) as url:
+        fetch = _fetch_only(url)
         client = _source(url).client
-        with psycopg.connect(dsn, autocommit=True) as db:
+        # prepare_threshold=None: behind PgBouncer the loop fails on prepared statements.
+        with psycopg.connect(_routed(dsn), autocommit=True, prepare_threshold=None) as db:
             started = time.perf_counter()
             run = client.task(TASK).call()
             assert run is not None
@@ -184,7 +208,7 @@ def _document_loop(size: int) -> float:
                     ),
                 )
             elapsed = time.perf_counter() - started
-    return size / elapsed
+    return size / (elapsed - fetch)
 
 
 def _ours(size: int, env: dict[str, str]) -> dict[str, float]:
@@ -202,38 +226,72 @@ def _ours(size: int, env: dict[str, str]) -> dict[str, float]:
 
 def _report(label: str, baseline: float, figures: list[dict[str, float]]) -> None:
     print(f"\n{label}: document loop ({BASELINE_ITEMS:,} items): {baseline:,.0f} items/s")
-    header = ("items", "seconds", "items/s", "vs doc", "RSS start", "peak growth")
-    print("{:>8} {:>8} {:>9} {:>7} {:>10} {:>12}".format(*header))
+    header = ("items", "seconds", "fetch", "items/s", "vs doc", "RSS start", "peak growth")
+    print("{:>8} {:>8} {:>6} {:>9} {:>7} {:>10} {:>12}".format(*header))
     for f in figures:
         print(
-            f"{f['size']:>8,.0f} {f['seconds']:>8.1f} {f['items_per_s']:>9,.0f}"
+            f"{f['size']:>8,.0f} {f['seconds']:>8.1f} {f['fetch']:>6.1f} {f['items_per_s']:>9,.0f}"
             f" {f['items_per_s'] / baseline:>6.1f}x {f['start_mb']:>7.0f} MB"
             f" {f['growth_mb']:>9.1f} MB"
         )
 
 
 def main() -> None:
-    """Print items/s and peak RSS growth of ours against the document's loop, two routes."""
+    """Print items/s and peak RSS growth of ours against the document's loop, three routes.
+
+    Loopback (10k, 47k and 100k items: the memory figure), then 47k items at 0.5 ms round
+    trip (the latency relay) and at 0.5 ms through PgBouncer (transaction mode). The
+    document's loop runs on the same route just before ours; fetch time is off both sides.
+    """
     server: EmbeddedPostgres | None = None
     env = dict(os.environ)
     if not env.get("UNDECAT_TEST_DSN"):
         server = EmbeddedPostgres().start()
         env["UNDECAT_TEST_DSN"] = os.environ["UNDECAT_TEST_DSN"] = server.dsn
+    sizes = [int(n) for n in os.environ.get("UNDECAT_BENCH_COLLECT_SIZES", "").split(",") if n]
     try:
         baseline = _document_loop(BASELINE_ITEMS)
-        _report("direct TCP", baseline, [_ours(size, env) for size in SIZES])
-        with running_pgbouncer_for(env["UNDECAT_TEST_DSN"]) as bouncer:
-            routed = {**env, "BENCH_BOUNCER_PORT": str(bouncer.port)}
-            os.environ["BENCH_BOUNCER_PORT"] = str(bouncer.port)
-            try:
+        _report("loopback", baseline, [_ours(size, env) for size in sizes or SIZES])
+        host, port = _host_port(env["UNDECAT_TEST_DSN"])
+        with relay_process(host, port, rtt_ms=RELAY_RTT_MS) as relay:
+            routed = {**env, "BENCH_RELAY_PORT": str(relay.port)}
+            with _environ(routed):
+                rtt = measured_rtt_ms(_routed(env["UNDECAT_TEST_DSN"]))
                 via = _document_loop(BASELINE_ITEMS)
-            finally:
-                os.environ.pop("BENCH_BOUNCER_PORT")
-            _report("via PgBouncer (the deployment's route)", via, [_ours(47_000, routed)])
+            _report(f"relay, SELECT 1 = {rtt:.2f} ms", via, [_ours(47_000, routed)])
+        with (
+            running_pgbouncer_for(env["UNDECAT_TEST_DSN"]) as bouncer,
+            relay_process("127.0.0.1", bouncer.port, rtt_ms=RELAY_RTT_MS) as relay,
+        ):
+            routed = {
+                **env,
+                "BENCH_BOUNCER_PORT": str(bouncer.port),
+                "BENCH_RELAY_PORT": str(relay.port),
+            }
+            with _environ(routed):
+                rtt = measured_rtt_ms(_routed(env["UNDECAT_TEST_DSN"]))
+                via = _document_loop(BASELINE_ITEMS)
+            _report(f"relay + PgBouncer, SELECT 1 = {rtt:.2f} ms", via, [_ours(47_000, routed)])
     finally:
         if server is not None:
             server.stop()
             os.environ.pop("UNDECAT_TEST_DSN", None)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _host_port(dsn: str) -> tuple[str, int]:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
 
 
 if __name__ == "__main__":

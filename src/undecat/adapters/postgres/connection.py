@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -52,7 +52,9 @@ class _IdleCheck:
 
 
 def _connect_kwargs() -> dict[str, Any]:
-    return {"prepare_threshold": None, "row_factory": dict_row, "autocommit": False}
+    # autocommit: a transaction is always explicit (Database.transaction sends BEGIN and
+    # COMMIT), and a lone statement (Database.statement) needs neither.
+    return {"prepare_threshold": None, "row_factory": dict_row, "autocommit": True}
 
 
 @contextmanager
@@ -150,14 +152,12 @@ class Database:
         round trip instead of three, which is what a per-product completion costs at the
         private network's latency. Use :meth:`transaction` for anything of two statements.
         """
-        with translate_errors(what, secrets=self._secrets), self._pool.connection() as conn:
-            conn.autocommit = True
-            try:
-                with conn.cursor() as cur:
-                    yield cur
-            finally:
-                with suppress(psycopg.Error):  # a broken connection is dropped by the pool
-                    conn.autocommit = False
+        with (
+            translate_errors(what, secrets=self._secrets),
+            self._pool.connection() as conn,
+            conn.cursor() as cur,
+        ):
+            yield cur
 
     def close(self) -> None:
         """Close every connection of the pool."""
