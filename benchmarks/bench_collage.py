@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import PIL
@@ -74,6 +74,10 @@ def process_sku(photos: list[bytes]) -> bytes:
     buf = io.BytesIO()
     collage.save(buf, format="JPEG", quality=QUALITY, subsampling=0)
     return buf.getvalue()
+
+
+def _document_build(photos: Sequence[bytes]) -> bytes:
+    return process_sku(list(photos))
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -141,7 +145,9 @@ def _job_worker(variant: str, folder: Path, photo_paths: list[Path]) -> None:
             urls.append(store.put(key, path.read_bytes(), "image/jpeg"))
         products.append(product(n, image_urls=tuple(urls), image_status=ImageStatus.UPLOADED))
     queue = MemoryQueue(Stage.COLLAGE, products, clock=FakeClock())
-    build = PillowCollageBuilder(quality=QUALITY) if variant == "builder" else process_sku
+    build: Callable[[Sequence[bytes]], bytes] = (
+        PillowCollageBuilder(quality=QUALITY) if variant == "builder" else _document_build
+    )
     stage = CollageStage(queue, store, build, FakeClock(), owner="bench", batch_size=JOB_SKUS)
     started = time.perf_counter()
     result = stage.process_new()

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -42,7 +43,7 @@ from benchmarks.bench_foundation import _DOCUMENT_UPSERT
 from benchmarks.relay import RelayProcess, measured_rtt_ms, relay_process
 from undecat.adapters.apify import mapper_for
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
-from undecat.domain.models import ProductDraft
+from undecat.domain.models import Claim, ProductDraft
 from undecat.domain.stages import CollageStored, PhotosStored, Stage, XimilarProgress
 from undecat.domain.status import XimilarStatus
 from undecat.redact import Secret
@@ -216,7 +217,7 @@ def _truncate(admin: str) -> None:
         conn.execute("TRUNCATE raw_products RESTART IDENTITY")
 
 
-def _seeded(admin: str, **columns: object) -> Callable[[], None]:
+def _seeded(admin: str, **columns: Any) -> Callable[[], None]:
     def prepare() -> None:
         _truncate(admin)
         seed_rows(admin, ROWS, **columns)
@@ -265,7 +266,9 @@ def _document_params(d: ProductDraft) -> tuple[object, ...]:
     )
 
 
-def _drain(dsn: str, stage: Stage, batch: int, each: Callable[..., object] | None) -> None:
+def _drain(
+    dsn: str, stage: Stage, batch: int, each: Callable[[PostgresWorkQueue, Claim], None] | None
+) -> None:
     with Database(Secret(dsn)) as db:
         queue = PostgresWorkQueue(db, stage)
         while claims := queue.claim("bench", batch, LEASE):
@@ -301,8 +304,8 @@ def _claims(admin: str, route: Route) -> None:
 def _download(admin: str, route: Route) -> None:
     urls = ("http://s3.local/unde-images/originals/a/1.jpg", "http://s3.local/b/2.jpg")
 
-    def complete(queue: PostgresWorkQueue, claim: object) -> None:
-        queue.complete(claim, PhotosStored(urls))  # type: ignore[arg-type]
+    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
+        queue.complete(claim, PhotosStored(urls))
 
     def baseline(dsn: str) -> None:
         with _document(dsn) as conn:
@@ -327,8 +330,8 @@ def _download(admin: str, route: Route) -> None:
 
 
 def _collage(admin: str, route: Route) -> None:
-    def complete(queue: PostgresWorkQueue, claim: object) -> None:
-        queue.complete(claim, CollageStored("http://s3.local/collages/z/1.jpg"))  # type: ignore[arg-type]
+    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
+        queue.complete(claim, CollageStored("http://s3.local/collages/z/1.jpg"))
 
     def baseline(dsn: str) -> None:
         # process_sku: the ids of the work, then per product its SELECT and its UPDATE.
@@ -360,9 +363,9 @@ def _collage(admin: str, route: Route) -> None:
 def _ximilar(admin: str, route: Route) -> None:
     urls = ("http://s3.local/a/1.jpg", "http://s3.local/a/2.jpg")
 
-    def complete(queue: PostgresWorkQueue, claim: object) -> None:
-        ids = (f"{claim.product.external_id}-1", f"{claim.product.external_id}-2")  # type: ignore[attr-defined]
-        queue.complete(claim, XimilarProgress(urls, ids, XimilarStatus.SYNCED))  # type: ignore[arg-type]
+    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
+        ids = (f"{claim.product.external_id}-1", f"{claim.product.external_id}-2")
+        queue.complete(claim, XimilarProgress(urls, ids, XimilarStatus.SYNCED))
 
     def baseline(dsn: str) -> None:
         with _document(dsn) as conn:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import pytest
 from benchmarks.relay import LatencyRelay
@@ -77,8 +79,8 @@ def test_extending_and_releasing_a_batch_cost_the_same_for_5_and_200_claims(
     queue = PostgresWorkQueue(relayed, Stage.DOWNLOAD)
     small = queue.claim("small", 5, LONG)
     large = queue.claim("large", 200, LONG)
-    extend = [_trips(relay, lambda c=c: queue.extend(c, LONG)) for c in (small, large)]  # type: ignore[misc]
-    release = [_trips(relay, lambda c=c: queue.release(c)) for c in (small, large)]  # type: ignore[misc]
+    extend = [_trips(relay, partial(queue.extend, c, LONG)) for c in (small, large)]
+    release = [_trips(relay, partial(queue.release, c)) for c in (small, large)]
     assert extend[0] == extend[1] <= MOST
     assert release[0] == release[1] <= MOST
 
@@ -104,15 +106,13 @@ def test_a_run_log_update_costs_the_same_round_trips_whatever_its_metadata(
 ) -> None:
     """Opening and closing a run log is one round trip each, small or large metadata."""
     runs = PostgresRunRecorder(relayed)
-    small_meta = {"brand": "zara"}
-    large_meta = {"brand": "zara", "rejected": [{"item": n, "reason": "bad"} for n in range(50)]}
-    opened = [
-        _trips(relay, lambda m=m: runs.start("apify_zara", m)) for m in (small_meta, large_meta)
-    ]  # type: ignore[misc]
+    rejected = [{"item": n, "reason": "bad"} for n in range(50)]
+    metas: list[dict[str, Any]] = [{"brand": "zara"}, {"brand": "zara", "rejected": rejected}]
+    opened = [_trips(relay, partial(runs.start, "apify_zara", m)) for m in metas]
     run = runs.start("apify_zara")
     closed = [
-        _trips(relay, lambda m=m: runs.finish(run, RunResult("success", 10, metadata=m)))  # type: ignore[misc]
-        for m in (small_meta, large_meta)
+        _trips(relay, partial(runs.finish, run, RunResult("success", 10, metadata=m)))
+        for m in metas
     ]
     assert opened[0] == opened[1] == 1
     assert closed[0] == closed[1] == 1

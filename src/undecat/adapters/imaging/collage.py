@@ -26,9 +26,10 @@ import io
 import os
 import struct
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import attrs
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from undecat.adapters.imaging.convert import WHITE, flatten_to_rgb, upright_size
 from undecat.domain.collage import (
@@ -183,7 +184,7 @@ def _paste(canvas: Image.Image, data: bytes, tile: Tile, *, index: int, count: i
                 upright.close()
 
 
-def _direct(source: Image.Image, tile: Tile) -> bool:
+def _direct(source: Image.Image, tile: Tile) -> TypeGuard[ImageFile.ImageFile]:
     """Whether ``source`` can be decoded straight into its place on the canvas.
 
     That is a plain baseline or progressive JPEG already in RGB, upright, without an
@@ -191,7 +192,8 @@ def _direct(source: Image.Image, tile: Tile) -> bool:
     the decoder's rows are then exactly the tile's pixels, so no source raster is needed.
     """
     return (
-        source.format == "JPEG"
+        isinstance(source, ImageFile.ImageFile)
+        and source.format == "JPEG"
         and source.mode == "RGB"
         and not tile.resampled
         and source.size == (tile.source_width, tile.source_height)
