@@ -40,7 +40,7 @@ from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
 from benchmarks.bench_foundation import _DOCUMENT_UPSERT
-from benchmarks.relay import RelayProcess, measured_rtt_ms, relay_process
+from benchmarks.relay import RelayProcess, calibrated_relay, measured_rtt_ms
 from undecat.adapters.apify import mapper_for
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
 from undecat.domain.models import Claim, ProductDraft
@@ -84,43 +84,17 @@ class _Table:
 TABLE = _Table()
 
 
-def _host_port(dsn: str) -> tuple[str, int]:
-    info = conninfo.conninfo_to_dict(dsn)
-    return str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
-
-
-def _calibrated_relay(
-    stack: contextlib.ExitStack, target: str, loopback_ms: float
-) -> tuple[RelayProcess, float]:
-    """A relay to ``target``'s server adding ~TARGET_RTT_MS per round trip; the added RTT.
-
-    The relay's thread hand-offs and sleep overshoot add to its nominal delay, so the delay
-    is lowered until ``SELECT 1`` through it costs TARGET_RTT_MS more than without it.
-    """
-    host, port = _host_port(target)
-    delay = TARGET_RTT_MS
-    for attempt in range(4):
-        with contextlib.ExitStack() as trial:
-            relay = trial.enter_context(relay_process(host, port, rtt_ms=delay))
-            added = measured_rtt_ms(relay.route(target)) - loopback_ms
-            if attempt == 3 or abs(added - TARGET_RTT_MS) <= 0.04 or delay <= 0.05:
-                stack.enter_context(trial.pop_all())
-                return relay, added
-            delay = max(0.05, delay - (added - TARGET_RTT_MS))
-    raise AssertionError("unreachable")
-
-
 @contextlib.contextmanager
 def routes_for(dsn: str) -> Iterator[list[Route]]:
     """The three routes to the database of ``dsn`` (a superuser DSN of the test server)."""
     with contextlib.ExitStack() as stack:
         loopback_ms = measured_rtt_ms(dsn)
-        relay, added = _calibrated_relay(stack, dsn, loopback_ms)
+        relay, added = stack.enter_context(calibrated_relay(dsn, rtt_ms=TARGET_RTT_MS))
         bouncer = stack.enter_context(running_pgbouncer_for(dsn))
         dbname = str(conninfo.conninfo_to_dict(dsn)["dbname"])
         via_bouncer = bouncer.dsn_for(dbname)
         bouncer_ms = measured_rtt_ms(via_bouncer)
-        brelay, badded = _calibrated_relay(stack, via_bouncer, bouncer_ms)
+        brelay, badded = stack.enter_context(calibrated_relay(via_bouncer, rtt_ms=TARGET_RTT_MS))
         print(
             f"routes: loopback SELECT 1 = {loopback_ms:.3f} ms; relay adds {added:.3f} ms;"
             f" PgBouncer SELECT 1 = {bouncer_ms:.3f} ms, its relay adds {badded:.3f} ms",

@@ -21,8 +21,10 @@ process's GIL (:func:`relay_process`)::
         ...                             # run the benchmark
         print(relay.round_trips())      # counted since the start or the last reset()
 
-``route(dsn)`` rewrites a DSN's host and port to the relay's. Scraper benchmarks (availability
-upsert, sync to production) call :func:`relay_process` the same way.
+``route(dsn)`` rewrites a DSN's host and port to the relay's. :func:`calibrated_relay` does
+the same but tunes the delay so that the *measured* round trip grows by the wanted amount.
+Scraper benchmarks (availability upsert, sync to production) call these the same way, or
+use the routes and the table of :mod:`benchmarks.bench_stages`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ from collections.abc import Iterator
 
 from psycopg import conninfo
 
-__all__ = ["LatencyRelay", "RelayProcess", "measured_rtt_ms", "relay_process", "route"]
+__all__ = [
+    "LatencyRelay",
+    "RelayProcess",
+    "calibrated_relay",
+    "measured_rtt_ms",
+    "relay_process",
+    "route",
+]
 
 _CHUNK = 256 * 1024
 
@@ -232,6 +241,30 @@ def relay_process(host: str, port: int, *, rtt_ms: float) -> Iterator[RelayProce
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def calibrated_relay(dsn: str, *, rtt_ms: float = 0.5) -> Iterator[tuple[RelayProcess, float]]:
+    """A relay in front of ``dsn``'s server adding about ``rtt_ms`` to each round trip.
+
+    The relay's thread hand-offs and sleep overshoot add to its nominal delay (more on a
+    loaded machine), so the delay is lowered until ``SELECT 1`` through it costs ``rtt_ms``
+    more than straight to the server. Yields the relay and the added time it measured.
+    """
+    info = conninfo.conninfo_to_dict(dsn)
+    host, port = str(info.get("host") or "127.0.0.1"), int(str(info.get("port") or 5432))
+    direct = measured_rtt_ms(dsn)
+    delay = rtt_ms
+    with contextlib.ExitStack() as stack:
+        for attempt in range(4):
+            with contextlib.ExitStack() as trial:
+                relay = trial.enter_context(relay_process(host, port, rtt_ms=delay))
+                added = measured_rtt_ms(relay.route(dsn)) - direct
+                if attempt == 3 or abs(added - rtt_ms) <= 0.04 or delay <= 0.05:
+                    stack.enter_context(trial.pop_all())
+                    break
+                delay = max(0.05, delay - (added - rtt_ms))
+        yield relay, added
 
 
 def measured_rtt_ms(dsn: str, samples: int = 200) -> float:
