@@ -118,7 +118,8 @@ def _fetch_only(url: str) -> float:
     """Seconds to start the task's run and read all its items, doing nothing with them.
 
     Taken off both sides: it is the Apify API's and apify-client's time (HTTP, JSON
-    decoding), the same for any way of storing the items.
+    decoding), the same for any way of storing the items. Each side times it before and
+    after its run and keeps the shorter (the first pass also warms the fake API up).
     """
     started = time.perf_counter()
     for _ in _source(url).start("zara").items():
@@ -159,6 +160,7 @@ def _child(size: int) -> dict[str, float]:
             started = time.perf_counter()
             result = job()
             elapsed = time.perf_counter() - started
+        fetch = min(fetch, _fetch_only(url))  # the first pass also warms the fake API up
     assert result.records_new == size, result
     return {
         "size": size,
@@ -207,6 +209,7 @@ def _document_loop(size: int) -> float:
                     ),
                 )
             elapsed = time.perf_counter() - started
+        fetch = min(fetch, _fetch_only(url))
     return size / (elapsed - fetch)
 
 
