@@ -41,7 +41,11 @@ class _IdleCheck:
         )
 
     def returned(self, conn: psycopg.Connection[Any]) -> None:
-        """Note when ``conn`` was made or went back to the pool (``configure``, ``reset``)."""
+        """Note when ``conn`` was made (the pool's ``configure``) or last used.
+
+        Not the pool's ``reset`` callback: with one, the pool hands every returned
+        connection to a worker thread, and the next checkout may wait for it.
+        """
         self._returned[conn] = time.monotonic()
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
@@ -111,7 +115,7 @@ class Database:
                 url.reveal(), connect_timeout=_CONNECT_TIMEOUT, **_connect_kwargs()
             )
             probe.close()
-        idle = _IdleCheck(check_after_idle)
+        self._idle = idle = _IdleCheck(check_after_idle)
         self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[dict[str, Any]]] = (
             psycopg_pool.ConnectionPool(
                 url.reveal(),
@@ -123,7 +127,6 @@ class Database:
                 timeout=timeout,  # longest wait for a connection (e.g. while the server is down)
                 # A connection that PgBouncer or the server dropped is replaced, not reused.
                 check=idle.check,
-                reset=idle.returned,
                 configure=idle.returned,
             )
         )
@@ -134,14 +137,17 @@ class Database:
         return f"Database(name={self.name!r}, url={redact_url(self._url.reveal())!r})"
 
     @contextmanager
+    def _connection(self, what: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with translate_errors(what, secrets=self._secrets), self._pool.connection() as conn:
+            try:
+                yield conn
+            finally:
+                self._idle.returned(conn)
+
+    @contextmanager
     def transaction(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Yield a cursor inside one transaction (committed on success, rolled back on error)."""
-        with (
-            translate_errors(what, secrets=self._secrets),
-            self._pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
+        with self._connection(what) as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
     @contextmanager
@@ -152,11 +158,7 @@ class Database:
         round trip instead of three, which is what a per-product completion costs at the
         private network's latency. Use :meth:`transaction` for anything of two statements.
         """
-        with (
-            translate_errors(what, secrets=self._secrets),
-            self._pool.connection() as conn,
-            conn.cursor() as cur,
-        ):
+        with self._connection(what) as conn, conn.cursor() as cur:
             yield cur
 
     def close(self) -> None:
