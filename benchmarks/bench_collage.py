@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import PIL
@@ -76,6 +76,10 @@ def process_sku(photos: list[bytes]) -> bytes:
     return buf.getvalue()
 
 
+def _document_build(photos: Sequence[bytes]) -> bytes:
+    return process_sku(list(photos))
+
+
 # --- inputs -----------------------------------------------------------------------------------
 
 
@@ -103,6 +107,86 @@ def _prepare(folder: Path) -> dict[str, list[Path]]:
             paths.append(path)
         sets[name] = paths
     return sets
+
+
+# --- the whole collage job process ------------------------------------------------------------
+
+JOB_SKUS = 24
+
+
+def _job_worker(variant: str, folder: Path, photo_paths: list[Path]) -> None:
+    """One collage job process (process_new) over JOB_SKUS products; print its peak RSS.
+
+    What the collage host's process holds: the interpreter, the host's imports (boto3,
+    psycopg, Pillow), Pillow's block cache as the host sets it, the work queue and the
+    object store (here in memory and on disk, so that neither S3 nor PostgreSQL is in the
+    process's memory figure beyond their client libraries), and the collages themselves.
+    """
+    import boto3  # noqa: F401, PLC0415  # the host's object store client, as loaded there
+    import psycopg  # noqa: F401, PLC0415
+    from tests.fakes import FakeClock, MemoryQueue, product  # noqa: PLC0415
+
+    from undecat.adapters.imaging.collage import (  # noqa: PLC0415
+        PillowCollageBuilder,
+        keep_freed_rasters,
+    )
+    from undecat.adapters.objectstore.filesystem import FileObjectStore  # noqa: PLC0415
+    from undecat.domain.stages import Stage  # noqa: PLC0415
+    from undecat.domain.status import ImageStatus  # noqa: PLC0415
+    from undecat.jobs.collage import CollageStage  # noqa: PLC0415
+
+    keep_freed_rasters()
+    store = FileObjectStore(folder / f"store-{variant}", public_base_url="http://s3.local")
+    products = []
+    for n in range(1, JOB_SKUS + 1):
+        urls = []
+        for index, path in enumerate(photo_paths, start=1):
+            key = f"originals/zara/{1000 + n}/{index}.jpg"
+            urls.append(store.put(key, path.read_bytes(), "image/jpeg"))
+        products.append(product(n, image_urls=tuple(urls), image_status=ImageStatus.UPLOADED))
+    queue = MemoryQueue(Stage.COLLAGE, products, clock=FakeClock())
+    build: Callable[[Sequence[bytes]], bytes] = (
+        PillowCollageBuilder(quality=QUALITY) if variant == "builder" else _document_build
+    )
+    stage = CollageStage(queue, store, build, FakeClock(), owner="bench", batch_size=JOB_SKUS)
+    started = time.perf_counter()
+    result = stage.process_new()
+    elapsed = time.perf_counter() - started
+    assert result.metadata["built"] == JOB_SKUS, result
+    print(json.dumps({"seconds": elapsed, "peak_mib": _status_mib("VmHWM")}))
+
+
+def _job(variant: str, folder: Path, photos: list[Path]) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(_ROOT / "src"), str(_ROOT)]))
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_collage", "--job", variant, str(folder)]
+        + [str(p) for p in photos],
+        env=env,
+        cwd=_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def job_process(folder: Path, photos: list[Path], rounds: int = 2) -> None:
+    """Peak RSS and time of the whole collage job process, ours against process_sku."""
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for variant in ("builder", "process_sku"):  # interleaved
+            figures = _job(variant, folder, photos)
+            kept = best.setdefault(variant, figures)
+            kept["seconds"] = min(kept["seconds"], figures["seconds"])
+            kept["peak_mib"] = max(kept["peak_mib"], figures["peak_mib"])
+    ours, doc = best["builder"], best["process_sku"]
+    print(
+        f"\ncollage job process ({JOB_SKUS} SKUs x {len(photos)} photos, whole process):"
+        f"\n    builder      {ours['seconds']:6.2f} s  peak RSS {ours['peak_mib']:6.1f} MiB"
+        f"\n    process_sku  {doc['seconds']:6.2f} s  peak RSS {doc['peak_mib']:6.1f} MiB"
+        f"\n    builder / process_sku: time {ours['seconds'] / doc['seconds']:.2f}x,"
+        f" peak RSS {ours['peak_mib'] / doc['peak_mib']:.2f}x"
+    )
 
 
 # --- the worker (one variant, one library, in its own process) -------------------------------
@@ -225,6 +309,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-collage-") as tmp:
         folder = Path(tmp)
         sets = _prepare(folder)
+        job_process(folder, sets["five"])
+        if os.environ.get("UNDECAT_BENCH_COLLAGE_JOB_ONLY"):
+            return
         for name, paths in sets.items():
             collage = folder / f"{name}-collage.jpg"
             collage.write_bytes(
@@ -258,7 +345,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+    if len(sys.argv) > 1 and sys.argv[1] == "--job":
+        _job_worker(sys.argv[2], Path(sys.argv[3]), [Path(p) for p in sys.argv[4:]])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--worker":
         _worker(sys.argv[2], Path(sys.argv[3]), [Path(p) for p in sys.argv[5:]], int(sys.argv[4]))
     else:
         main()

@@ -85,7 +85,9 @@ def _copy_floor(dsn: str, drafts: list[ProductDraft]) -> float:
         cur.copy(f"COPY raw_products ({columns}) FROM STDIN") as copy,
     ):
         for d in drafts:
-            copy.write_row((*copy_row(d), now))  # the store's own row encoding
+            row = copy_row(d)  # the store's own row encoding (JSON as UTF-8 bytes)
+            json_text = tuple(v.decode() if isinstance(v, bytes) else v for v in row)
+            copy.write_row((*json_text, now))
     return time.perf_counter() - started
 
 

@@ -208,6 +208,37 @@ def test_output_equals_the_naive_all_at_once_collage(shots: list[Photo]) -> None
     assert BUILDER.build([p.data for p in shots]) == buffer.getvalue()
 
 
+def test_catalog_jpegs_decoded_into_the_canvas_equal_a_load_and_paste() -> None:
+    """Full-height RGB JPEGs (decoded straight into the canvas) give the bytes of load + paste."""
+    shots = []
+    for seed in range(3):
+        noise = Image.effect_noise((640, 960), 30 + 20 * seed).convert("RGB")
+        buffer = io.BytesIO()
+        Image.merge(
+            "RGB",
+            (
+                noise.getchannel(0),
+                Image.linear_gradient("L").resize(noise.size),
+                noise.getchannel(0).rotate(90 * seed),
+            ),
+        ).save(buffer, "JPEG", quality=85)
+        shots.append(buffer.getvalue())
+    canvas = Image.new("RGB", (3 * 640, 960), (255, 255, 255))
+    for n, data in enumerate(shots):
+        canvas.paste(_decode(data), (640 * n, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=95, subsampling=0)
+    assert BUILDER.build(shots) == buffer.getvalue()
+
+
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.99])
+def test_a_jpeg_cut_anywhere_fails_as_that_photo(kept: float) -> None:
+    """A full-height JPEG cut at 10, 50 or 99 % is that photo's CollagePhotoError."""
+    whole = _solid(300, 400, (50, 60, 70))
+    with pytest.raises(CollagePhotoError, match=r"photo 1 of 2 (cannot be decoded|is not a read)"):
+        BUILDER.build([whole[: int(len(whole) * kept)], whole])
+
+
 def _read_jpeg(data: bytes) -> JpegImageFile:
     image = _decode(data)
     assert isinstance(image, JpegImageFile)

@@ -226,3 +226,32 @@ def test_database_outage_stops_the_run() -> None:
     assert result.status == "failed"
     assert result.records_errors == 0
     assert "went away" in (result.error_message or "")
+
+
+def test_database_outage_mid_stream_keeps_the_written_batches_and_writes_no_later_one() -> None:
+    """An outage on batch 2 of 5 keeps batch 1, writes nothing after it, and stops reading.
+
+    Batches are written while the next one is mapped, so at most one more batch has been
+    read from the source when the outage is seen.
+    """
+    store = FakeStore(down_after=1)
+    result = job(FakeRun(items(*range(1, 5001))), store, FakeClock())()
+    assert result.status == "failed"
+    assert len(store.rows) == 1000
+    assert store.statements == [1000]
+    assert result.records_errors == 0
+    assert 2000 <= result.records_fetched <= 3000
+
+
+def test_rejections_from_mapping_and_from_the_database_are_all_counted() -> None:
+    """Items rejected by the mapper and by the database (two threads) are each counted once."""
+    store = FakeStore()
+    raw = items(*range(1, 3001))
+    for n in range(0, 3000, 100):
+        raw[n] = {"id": raw[n]["id"]}  # no name, no photos: the mapper rejects it
+    for n in range(50, 3000, 500):
+        raw[n] = {**raw[n], "name": "POISON"}  # the database refuses its statement
+    result = job(FakeRun(raw), store, FakeClock())()
+    assert result.records_errors == 30 + 6
+    assert len(store.rows) == 3000 - 36
+    assert result.records_fetched == 3000

@@ -59,6 +59,9 @@ class ProductDraft:
     composition: str | None
     original_image_urls: tuple[str, ...]
     raw_data: dict[str, Any] = attrs.field(eq=False, repr=False)
+    #: ``raw_data`` already encoded as compact UTF-8 JSON by the mapper (encoded once per
+    #: item: the size cap and the store both use it), or None to have the store encode it.
+    raw_json: bytes | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
 
 @attrs.frozen

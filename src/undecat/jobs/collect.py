@@ -9,16 +9,21 @@ nothing and says why in the run's metadata.
 A bad item is rejected alone (with its reason, in ``records_errors``); the same id twice in
 one run keeps the first and counts the repeat as an error. A batch the database refuses for
 one row's sake is split until the offending item is found and rejected, so one surprise
-never costs the other 999. A run that ended FAILED / TIMED-OUT / ABORTED, or that we gave up
-waiting for (RUNNING), keeps the items it returned and is logged ``failed`` with the run id,
-status and end reason (Apify's status message, ``end_reason`` in the run's metadata and in
-its error text); so is an outage in the middle of the stream (the batches before it are kept).
+never costs the other 999. Each batch is written in a thread of its own while the job maps
+the next one (one batch in flight at most). A run that ended FAILED / TIMED-OUT / ABORTED, or
+that we gave up waiting for (RUNNING), keeps the items it returned and is logged ``failed``
+with the run id, status and end reason (Apify's status message, ``end_reason`` in the run's
+metadata and in its error text); so is an outage in the middle of the stream (the batches
+before it are kept).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -52,13 +57,55 @@ class _Tally:
     duplicates: int = 0
     upserted: UpsertResult = attrs.Factory(UpsertResult)
     reasons: list[dict[str, Any]] = attrs.Factory(list)
+    # Items are mapped in the job's thread while the previous batch is written in the
+    # writer's: both may reject an item.
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
     def reject(self, position: int, product: str | None, reason: str) -> None:
-        self.rejected += 1
-        if len(self.reasons) < MAX_REASONS_KEPT:
-            self.reasons.append({"item": position, "id": product, "reason": reason})
-        if self.rejected <= _LOGGED_REJECTIONS:
+        with self._lock:
+            self.rejected += 1
+            if len(self.reasons) < MAX_REASONS_KEPT:
+                self.reasons.append({"item": position, "id": product, "reason": reason})
+            logged = self.rejected <= _LOGGED_REJECTIONS
+        if logged:
             _log.warning("item #%d (id %s) rejected: %s", position, product, reason)
+
+
+class _Writer:
+    """Writes batches one at a time in a thread of its own, while the next batch is mapped.
+
+    Mapping is the job's CPU, the upsert mostly the database's: overlapped, a run takes the
+    larger of the two rather than their sum. At most one batch is in flight; handing over
+    the next one first waits for it, and re-raises what it raised (an outage), so a failed
+    write stops the stream one batch later at the latest, with every earlier batch kept.
+    """
+
+    def __init__(self, write: Callable[[list[tuple[int, ProductDraft]]], None]) -> None:
+        self._write = write
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect-upsert")
+        self._pending: Future[None] | None = None
+
+    def submit(self, batch: list[tuple[int, ProductDraft]]) -> None:
+        """Start writing ``batch`` once the previous one is written."""
+        self.wait()
+        self._pending = self._executor.submit(self._write, batch)
+
+    def wait(self) -> None:
+        """Wait for the batch in flight; raise what its write raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self, *, failing: bool) -> None:
+        """Wait for the batch in flight (its error is dropped when the run already failed)."""
+        try:
+            if failing:
+                with contextlib.suppress(Exception):
+                    self.wait()
+            else:
+                self.wait()
+        finally:
+            self._executor.shutdown(wait=True)
 
 
 @attrs.frozen
@@ -123,6 +170,15 @@ class CollectJob:
         return self._result(outcome, tally, metadata, run, None)
 
     def _stream(self, run: CatalogRun, stamp: datetime, tally: _Tally) -> None:
+        writer = _Writer(lambda batch: self._flush(batch, stamp, tally))
+        failing = True
+        try:
+            self._map_all(run, tally, writer)
+            failing = False
+        finally:
+            writer.close(failing=failing)
+
+    def _map_all(self, run: CatalogRun, tally: _Tally, writer: _Writer) -> None:
         seen: set[str] = set()  # ids of this run: a repeat keeps the first occurrence
         batch: list[tuple[int, ProductDraft]] = []
         for position, item in enumerate(run.items(), start=1):
@@ -143,10 +199,10 @@ class CollectJob:
             seen.add(draft.external_id)
             batch.append((position, draft))
             if len(batch) >= self.batch_size:
-                self._flush(batch, stamp, tally)
+                writer.submit(batch)
                 batch = []
         if batch:
-            self._flush(batch, stamp, tally)
+            writer.submit(batch)
 
     def _flush(
         self, batch: Sequence[tuple[int, ProductDraft]], stamp: datetime, tally: _Tally

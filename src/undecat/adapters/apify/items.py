@@ -18,7 +18,8 @@ Decisions (where the source document is silent):
 * ``colour`` is the item's ``colors`` (or the colour names joined), cut to the column's 100
   characters; the whole item is kept in ``raw_data``.
 * An item without one usable photo URL is rejected: no later stage can do anything with it.
-* An item bigger than ``max_item_bytes`` (as JSON, default 1 MiB) is rejected.
+* An item bigger than ``max_item_bytes`` (as compact UTF-8 JSON, default 1 MiB) is rejected.
+  That encoding is made once per item and handed to the store in ``ProductDraft.raw_json``.
 * NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
   them), so one such item never breaks its batch.
 """
@@ -31,6 +32,7 @@ from typing import Any, get_args, get_origin
 
 import attrs
 import cattrs
+import orjson
 from cattrs.gen import make_dict_structure_fn, override
 
 from undecat.domain import rules
@@ -176,17 +178,39 @@ def _components(value: Any) -> str:
     return ", ".join(out)
 
 
-def _raw_data(item: dict[str, Any], max_bytes: int) -> dict[str, Any]:
-    """Return the item as storable JSON, or reject it when it is over the size cap."""
-    text = json.dumps(item, ensure_ascii=False)
+def _encode(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a decoded item; orjson, or the standard library where it refuses.
+
+    orjson refuses integers beyond 64 bits and lone surrogates; ``json`` writes the former
+    (and the caller cleans the latter before asking again).
+    """
     try:
-        size = len(text.encode("utf-8"))
-        dirty = "\\u0000" in text  # json escapes NUL even with ensure_ascii=False
-    except UnicodeEncodeError:  # a lone surrogate somewhere
-        size, dirty = len(text) * 4, True
-    if size > max_bytes:
-        raise InvalidItemError(f"item is {size:,} bytes as JSON, over the {max_bytes:,}-byte cap")
-    return rules.clean_json(item) if dirty else item
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass"
+        )
+
+
+def _raw_data(item: dict[str, Any], max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """Return the item as storable JSON and its one encoding, or reject it over the size cap.
+
+    The item is encoded once; the store writes these bytes as they are. Only an item with a
+    NUL character or a lone surrogate (PostgreSQL stores neither) is cleaned and encoded again.
+    """
+    try:
+        data = orjson.dumps(item)
+        dirty = b"\\u0000" in data  # JSON escapes NUL
+    except (orjson.JSONEncodeError, TypeError):  # a lone surrogate, or an integer over 64 bits
+        data, dirty = _encode(item), True
+    if len(data) > max_bytes:
+        raise InvalidItemError(
+            f"item is {len(data):,} bytes as JSON, over the {max_bytes:,}-byte cap"
+        )
+    if not dirty:
+        return item, data
+    cleaned = rules.clean_json(item)
+    return cleaned, _encode(cleaned)
 
 
 @attrs.frozen
@@ -202,7 +226,7 @@ class InditexItemMapper:
             raise InvalidItemError(item.reason)
         if not isinstance(item, dict):
             raise InvalidItemError(f"item is {type(item).__name__}, not a JSON object")
-        raw = _raw_data(item, self.max_item_bytes)
+        raw, encoded = _raw_data(item, self.max_item_bytes)
         external_id = rules.external_id(raw.get("id"))
         try:
             wire = _converter.structure(raw, _WireItem)
@@ -210,11 +234,13 @@ class InditexItemMapper:
             reasons = "; ".join(_wire_names(m) for m in cattrs.transform_error(exc))
             raise InvalidItemError(f"malformed item: {reasons}", product=external_id) from exc
         try:
-            return self._draft(wire, external_id, raw)
+            return self._draft(wire, external_id, raw, encoded)
         except InvalidItemError as exc:
             raise InvalidItemError(str(exc), product=external_id) from exc
 
-    def _draft(self, wire: _WireItem, external_id: str, raw: dict[str, Any]) -> ProductDraft:
+    def _draft(
+        self, wire: _WireItem, external_id: str, raw: dict[str, Any], encoded: bytes
+    ) -> ProductDraft:
         name = (wire.name or "").strip()
         if not name:
             raise InvalidItemError("item has no name")
@@ -242,6 +268,7 @@ class InditexItemMapper:
             composition=_composition(wire.detailed_composition),
             original_image_urls=photos,
             raw_data=raw,
+            raw_json=encoded,
         )
 
 

@@ -6,9 +6,11 @@ this module only decodes, scales, pastes and encodes:
 1. every photo's header is read (size and EXIF orientation, no pixels decoded), so a
    collage that cannot exist is refused before a single raster is allocated;
 2. the white canvas of the final size is allocated once;
-3. photo by photo, in order: decode, make upright RGB on white, scale up with LANCZOS when
-   it is not already at the collage height, paste, free; so memory stays near one output
-   raster plus one source, never all sources at once;
+3. photo by photo, in order: a plain upright RGB JPEG at the collage height (the usual
+   catalog photo) is decoded straight into its place on the canvas, with no raster of its
+   own; any other photo is decoded, made upright RGB on white, scaled up with LANCZOS when
+   it is not already at the collage height, pasted and freed; so memory stays near one
+   output raster (plus one source for the unusual photo), never all sources at once;
 4. the canvas is encoded as a baseline JPEG at the configured quality with 4:4:4 chroma
    (``subsampling=0``), without EXIF or ICC data, so the same photos always give the same
    bytes.
@@ -24,9 +26,10 @@ import io
 import os
 import struct
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import attrs
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from undecat.adapters.imaging.convert import WHITE, flatten_to_rgb, upright_size
 from undecat.domain.collage import (
@@ -150,6 +153,8 @@ def _canvas(layout: CollageLayout) -> Image.Image:
 def _paste(canvas: Image.Image, data: bytes, tile: Tile, *, index: int, count: int) -> None:
     """Decode one photo, scale it to the collage height if needed, paste it, free it."""
     with _open(data, index, count) as source:
+        if _decode_into(canvas, source, data, tile, index=index, count=count):
+            return
         try:
             source.load()
             upright = flatten_to_rgb(source, reuse=True)
@@ -177,6 +182,59 @@ def _paste(canvas: Image.Image, data: bytes, tile: Tile, *, index: int, count: i
         finally:
             if upright is not source:
                 upright.close()
+
+
+def _direct(source: Image.Image, tile: Tile) -> TypeGuard[ImageFile.ImageFile]:
+    """Whether ``source`` can be decoded straight into its place on the canvas.
+
+    That is a plain baseline or progressive JPEG already in RGB, upright, without an
+    embedded colour profile (which asks for colour management), at the collage height:
+    the decoder's rows are then exactly the tile's pixels, so no source raster is needed.
+    """
+    return (
+        isinstance(source, ImageFile.ImageFile)
+        and source.format == "JPEG"
+        and source.mode == "RGB"
+        and not tile.resampled
+        and source.size == (tile.source_width, tile.source_height)
+        and len(source.tile) == 1
+        and "icc_profile" not in source.info
+        and source.getexif().get(ExifTags.Base.Orientation, 1) == 1
+    )
+
+
+def _decode_into(
+    canvas: Image.Image, source: Image.Image, data: bytes, tile: Tile, *, index: int, count: int
+) -> bool:
+    """Decode a JPEG straight into the canvas at ``tile.x``; False when it cannot be.
+
+    Pillow's own decoder, bound to the tile's rectangle of the canvas instead of a raster of
+    its own: the same pixels a load and a paste give, without the source's ~21 MiB raster.
+    """
+    try:
+        if not _direct(source, tile):
+            return False
+        name, _, offset, args = source.tile[0][:4]
+        decoder = Image._getdecoder(source.mode, name, args, getattr(source, "decoderconfig", ()))
+    except _DECODE_ERRORS:
+        return False  # the ordinary path will say what is wrong with it
+    box = (tile.x, 0, tile.x + tile.source_width, tile.source_height)
+    try:
+        decoder.setimage(canvas.im, box)
+        consumed, status = decoder.decode(memoryview(data)[offset:])
+    except _DECODE_ERRORS as exc:
+        raise CollagePhotoError(
+            f"{_what(index, count)} cannot be decoded: {exc}", index=index
+        ) from exc
+    finally:
+        decoder.cleanup()
+    if consumed >= 0 or status < 0:  # the decoder wanted more bytes, or failed
+        raise CollagePhotoError(
+            f"{_what(index, count)} cannot be decoded: truncated or corrupt JPEG data"
+            f" (decoder status {status})",
+            index=index,
+        )
+    return True
 
 
 def _encode(canvas: Image.Image, quality: int) -> bytes:

@@ -1,6 +1,6 @@
 """The collect stage's side of ``raw_products``: batched, change-aware upsert and delisting.
 
-One transaction per batch: the drafts are streamed with ``COPY`` into a temporary table
+One transaction per batch: the drafts are streamed with binary ``COPY`` into a temporary table
 that lives only as long as the transaction (so it is safe behind PgBouncer in transaction
 mode), then one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` merges them. (COPY avoids
 both a statement per row and psycopg's per-element escaping of big array parameters, which
@@ -17,24 +17,40 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+import orjson
+
 from undecat.adapters.postgres.connection import Database
 from undecat.domain.models import ProductDraft, UpsertResult
 from undecat.errors import UndecatError
 
 __all__ = ["PostgresCatalogStore"]
 
+# The JSON columns arrive as UTF-8 JSON bytes (binary COPY, the item's one encoding) and
+# are parsed once, by the merge.
 _INCOMING = """
 CREATE TEMP TABLE incoming_products (
     source text, external_id text, brand text, name text, description text, price numeric,
-    currency text, category text, colour text, sizes jsonb, composition text, photos jsonb,
-    raw jsonb
+    currency text, category text, colour text, sizes bytea, composition text, photos bytea,
+    raw bytea
 ) ON COMMIT DROP
 """
 
-_COPY = "COPY incoming_products FROM STDIN"
+_TYPES = (
+    "text", "text", "text", "text", "text", "numeric",
+    "text", "text", "text", "bytea", "text", "bytea",
+    "bytea",
+)  # fmt: skip
+
+_COPY = "COPY incoming_products FROM STDIN (FORMAT BINARY)"
 
 _UPSERT = """
-WITH incoming AS (SELECT * FROM incoming_products),
+WITH incoming AS (
+    SELECT source, external_id, brand, name, description, price, currency, category, colour,
+           convert_from(sizes, 'UTF8')::jsonb AS sizes, composition,
+           convert_from(photos, 'UTF8')::jsonb AS photos,
+           convert_from(raw, 'UTF8')::jsonb AS raw
+    FROM incoming_products
+),
 before AS (
     -- One index probe per incoming row. OFFSET 0 keeps the planner from flattening the
     -- lateral into a hash join over the whole table (a full scan per batch).
@@ -110,6 +126,7 @@ class PostgresCatalogStore:
             with self._db.transaction(f"upserting {len(batch)} products") as cur:
                 cur.execute(_INCOMING)
                 with cur.copy(_COPY) as copy:
+                    copy.set_types(_TYPES)
                     for d in batch:
                         copy.write_row(_copy_row(d))
                 cur.execute(_UPSERT, {"scraped_at": scraped_at})
@@ -146,7 +163,7 @@ class PostgresCatalogStore:
 
 
 def _copy_row(d: ProductDraft) -> tuple[object, ...]:
-    """One draft as a row of ``incoming_products`` (JSON columns as JSON text)."""
+    """One draft as a row of ``incoming_products`` (JSON columns as UTF-8 JSON bytes)."""
     return (
         d.source,
         d.external_id,
@@ -157,12 +174,16 @@ def _copy_row(d: ProductDraft) -> tuple[object, ...]:
         d.currency,
         d.category,
         d.colour,
-        _json(list(d.sizes)),
+        orjson.dumps(d.sizes),
         d.composition,
-        _json(list(d.original_image_urls)),
-        _json(d.raw_data),
+        orjson.dumps(d.original_image_urls),
+        d.raw_json if d.raw_json is not None else _json(d.raw_data),
     )
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+def _json(value: object) -> bytes:
+    """Compact UTF-8 JSON; the standard library where orjson refuses (integers over 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -315,7 +315,7 @@ class PostgresWorkQueue:
         params = {k: v for k, v in values.items() if not isinstance(v, _Sql)}
         params.update(id=claim.product.id, claim_owner=claim.owner, claim_token=claim.token)
         what = f"completing {self.stage.value} of {claim.product.external_id}"
-        with self._db.transaction(what) as cur:
+        with self._db.statement(what) as cur:
             cur.execute(query, params)
             return cur.rowcount == 1
 
@@ -390,7 +390,7 @@ class PostgresWorkQueue:
             "owner": claim.owner,
             "token": claim.token,
         }
-        with self._db.transaction(
+        with self._db.statement(
             f"failing {self.stage.value} of {claim.product.external_id}"
         ) as cur:
             cur.execute(query, params)

@@ -53,46 +53,47 @@ class PostgresRunRecorder:
         return f"PostgresRunRecorder(db={self._db!r})"
 
     def start(self, scraper_name: str, metadata: dict[str, Any] | None = None) -> OpenRun:
-        """Open a run row with status ``running`` (marking its host's dead runs abandoned)."""
+        """Open a run row with status ``running`` (marking its host's dead runs abandoned).
+
+        One statement, one round trip: the abandoned runs are marked in a data-modifying
+        CTE of the INSERT.
+        """
         host = (metadata or {}).get("host")
-        with self._db.transaction(f"opening the run log of {scraper_name}") as cur:
-            abandoned = 0
-            if host is not None and self._stale_after is not None:
-                cur.execute(
-                    "UPDATE scraper_logs SET status = %(abandoned)s,"
-                    " completed_at = clock_timestamp(),"
-                    " duration_seconds = round(extract(epoch FROM clock_timestamp() - started_at)),"
-                    " error_message = %(message)s"
-                    " WHERE scraper_name = %(name)s AND status = %(running)s"
-                    " AND metadata->>'host' = %(host)s"
-                    " AND started_at < clock_timestamp() - %(after)s",
-                    {
-                        "abandoned": RunStatus.ABANDONED.value,
-                        "running": RunStatus.RUNNING.value,
-                        "name": scraper_name,
-                        "host": str(host),
-                        "after": self._stale_after,
-                        "message": (
-                            "abandoned: still 'running' past its time limit when a later run"
-                            " of the job started on the same host (its process died)"
-                        ),
-                    },
-                )
-                abandoned = cur.rowcount
+        with self._db.statement(f"opening the run log of {scraper_name}") as cur:
             cur.execute(
-                "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
-                " VALUES (%s, %s, clock_timestamp(), %s) RETURNING id, started_at",
-                (
-                    scraper_name,
-                    RunStatus.RUNNING.value,
-                    Jsonb(
-                        {**(metadata or {}), **({"abandoned_runs": abandoned} if abandoned else {})}
+                "WITH abandoned AS ("
+                " UPDATE scraper_logs SET status = %(abandoned)s,"
+                " completed_at = clock_timestamp(),"
+                " duration_seconds = round(extract(epoch FROM clock_timestamp() - started_at)),"
+                " error_message = %(message)s"
+                " WHERE %(host)s::text IS NOT NULL AND %(after)s::interval IS NOT NULL"
+                " AND scraper_name = %(name)s AND status = %(running)s"
+                " AND metadata->>'host' = %(host)s"
+                " AND started_at < clock_timestamp() - %(after)s::interval"
+                " RETURNING 1)"
+                " INSERT INTO scraper_logs (scraper_name, status, started_at, metadata)"
+                " SELECT %(name)s, %(running)s, clock_timestamp(), %(metadata)s::jsonb"
+                " || CASE WHEN (SELECT count(*) FROM abandoned) > 0"
+                " THEN jsonb_build_object('abandoned_runs', (SELECT count(*) FROM abandoned))"
+                " ELSE '{}'::jsonb END"
+                " RETURNING id, started_at, (SELECT count(*) FROM abandoned) AS abandoned",
+                {
+                    "abandoned": RunStatus.ABANDONED.value,
+                    "running": RunStatus.RUNNING.value,
+                    "name": scraper_name,
+                    "host": None if host is None else str(host),
+                    "after": self._stale_after,
+                    "metadata": Jsonb(metadata or {}),
+                    "message": (
+                        "abandoned: still 'running' past its time limit when a later run"
+                        " of the job started on the same host (its process died)"
                     ),
-                ),
+                },
             )
             row = cur.fetchone()
         if row is None:  # pragma: no cover  # INSERT ... RETURNING returns the row
             raise UndecatError("scraper_logs: INSERT returned no row")
+        abandoned = int(row["abandoned"])
         if abandoned:
             _log.warning("%s: marked %d dead run(s) of %s abandoned", scraper_name, abandoned, host)
         return OpenRun(id=row["id"], started_at=row["started_at"])
@@ -104,7 +105,7 @@ class PostgresRunRecorder:
             if result.error_message is None
             else redact_text(result.error_message, self._secrets)
         )
-        with self._db.transaction("closing a run log") as cur:
+        with self._db.statement("closing a run log") as cur:
             cur.execute(
                 "UPDATE scraper_logs SET status = %(status)s, run_id = %(run_id)s,"
                 " records_fetched = %(fetched)s, records_new = %(new)s,"
