@@ -191,7 +191,7 @@ def test_every_unit_timer_and_command_the_pages_name_exists() -> None:
 
 
 def test_every_host_folder_the_pages_name_is_a_units() -> None:
-    """``/opt/unde/<x>`` is a host's folder (spelled like its units), the release or a shared file."""
+    """``/opt/unde/<x>`` is a host's folder (spelled like its units), a release or a shared file."""
     shared = {"venv", "releases", "objects", "failure.env"}
     folders = set(re.findall(r"/opt/unde/([\w.-]+)", _text()))
     assert folders & set(UNITS)
@@ -209,6 +209,32 @@ def test_the_units_and_examples_spell_each_host_one_way() -> None:
         example = (ROOT / "examples" / "env" / f"{unit}.env").read_text()
         assert example.startswith(f"# /opt/unde/{unit}/.env ")
         assert f"DATA_DIR=/opt/unde/{unit}/data\n" in example
+
+
+@pytest.mark.parametrize("spelling", ["photo-downloader", "photo_downloader"])
+def test_the_cli_takes_the_hosts_one_spelling(spelling: str) -> None:
+    """``undecat run`` knows ``photo-downloader`` (the guide's name) as well as the module's."""
+    undecat = Path(sys.executable).parent / "undecat"
+    result = subprocess.run(
+        [str(undecat), "run", spelling, "nojob"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")},
+    )
+    assert result.returncode == 2
+    assert "unknown job 'nojob' for photo_downloader" in result.stderr
+
+
+def test_every_staging_migration_in_the_pages_runs_as_the_owner() -> None:
+    """No page migrates as a host's role; README's command is the one the guide runs here."""
+    roles = "|".join(ROLES.values()) + "|reporter"
+    for block in COMMAND_BLOCKS:
+        if "undecat migrate" in block.text:
+            assert not re.search(rf"postgresql://({roles}):", block.text), block.name
+    migrate = next(b.text for b in GUIDE if "undecat migrate --database staging" in b.text)
+    assert migrate in (ROOT / "README.md").read_text()
 
 
 # --- the guide, run in order ---------------------------------------------------------------
@@ -315,9 +341,8 @@ def _fill_in_env_files(trial: Trial) -> None:
         lines = []
         for line in path.read_text().splitlines():
             key = line.partition("=")[0]
-            if not line.startswith("#") and key in wanted:
-                line = f"{key}={wanted.pop(key)}"
-            lines.append(line)
+            edited = not line.startswith("#") and key in wanted
+            lines.append(f"{key}={wanted.pop(key)}" if edited else line)
         lines += [f"{key}={value}" for key, value in wanted.items()]  # the fakes' addresses
         settings = [line for line in lines if line and not line.startswith("#")]
         left = [line for line in settings if PLACEHOLDER.search(line)]
@@ -453,10 +478,8 @@ def _check_the_jobs_ran(trial: Trial) -> None:
         tables = conn.execute(
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
         ).fetchall()
-        runs = dict(
-            conn.execute(
-                "SELECT scraper_name, status FROM scraper_logs ORDER BY id"
-            ).fetchall()
+        runs: dict[str, str] = dict(
+            conn.execute("SELECT scraper_name, status FROM scraper_logs ORDER BY id").fetchall()
         )
         products = conn.execute("SELECT count(*) FROM raw_products").fetchone()
         stores = conn.execute("SELECT count(*) FROM raw_stores").fetchone()
@@ -472,4 +495,3 @@ def _check_the_jobs_ran(trial: Trial) -> None:
     assert {job: runs.get(job) for job in jobs} == dict.fromkeys(jobs, "success"), runs
     assert products == (3,)
     assert stores == (2,)
-    assert (trial.work / "data" / "ximilar-sync").is_dir()

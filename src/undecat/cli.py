@@ -326,7 +326,7 @@ def _requeue(args: argparse.Namespace) -> int:
 
 
 def _host_name(name: str) -> str:
-    """A host as its runner spells it: ``photo-downloader`` (units, folders) is ``photo_downloader``."""
+    """A host as its runner spells it: ``photo-downloader`` (its units) is ``photo_downloader``."""
     return name.replace("-", "_")
 
 
