@@ -48,7 +48,12 @@ def _read(path: Path) -> configparser.ConfigParser:
 
 
 def _unit(host: str) -> str:
-    return "undecat-" + host.replace("_", "-")
+    return "undecat-" + _name(host)
+
+
+def _name(host: str) -> str:
+    """The host's one spelling outside Python: its folder, units, user and example .env."""
+    return host.replace("_", "-")
 
 
 @pytest.mark.parametrize(("host", "job"), sorted(SCHEDULE))
@@ -65,10 +70,12 @@ def test_each_host_unit_runs_its_runner(host: str) -> None:
     """The service template runs the installed undecat-<host> entry point with the host's .env."""
     service = _read(UNITS / f"{_unit(host)}@.service")["Service"]
     assert service["ExecStart"] == f"/opt/unde/venv/bin/{_unit(host)} %i"
-    assert service["EnvironmentFile"] == f"/opt/unde/{host}/.env"
+    assert service["EnvironmentFile"] == f"/opt/unde/{_name(host)}/.env"
     assert service["User"] == service["Group"] == _unit(host)
     assert service["Type"] == "oneshot"
+    assert service["SyslogIdentifier"] == f"{_unit(host)}-%i"
     assert (Path(__file__).resolve().parents[1] / "runners" / f"{host}.py").exists()
+    assert (UNITS.parents[1] / "examples" / "env" / f"{_name(host)}.env").exists()
 
 
 def test_the_schedule_covers_every_job() -> None:
@@ -168,9 +175,9 @@ def test_secrets_are_outside_the_writable_paths(host: str) -> None:
     service = _multi(UNITS / f"{_unit(host)}@.service")
     (env_file,) = service["EnvironmentFile"]
     (writable,) = service["ReadWritePaths"]
-    assert writable.split() == [f"/opt/unde/{host}/data"]
+    assert writable.split() == [f"/opt/unde/{_name(host)}/data"]
     assert not Path(env_file).is_relative_to(writable)
-    assert service["WorkingDirectory"] == [f"/opt/unde/{host}/data"]
+    assert service["WorkingDirectory"] == [f"/opt/unde/{_name(host)}/data"]
 
 
 def test_one_system_user_per_host() -> None:

@@ -302,7 +302,7 @@ def _health_main(hosts: Sequence[str], argv: list[str], *, prog: str) -> int:
 def _health(args: argparse.Namespace) -> int:
     from undecat.bootstrap import HOST_JOBS  # noqa: PLC0415
 
-    hosts = args.host or list(HOST_JOBS)
+    hosts = [_host_name(h) for h in args.host] if args.host else list(HOST_JOBS)
     unknown = [h for h in hosts if h not in HOST_JOBS]
     if unknown:
         raise ConfigError(f"unknown host {unknown[0]!r}; expected one of {', '.join(HOST_JOBS)}")
@@ -325,8 +325,13 @@ def _requeue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _host_name(name: str) -> str:
+    """A host as its runner spells it: ``photo-downloader`` (its units) is ``photo_downloader``."""
+    return name.replace("-", "_")
+
+
 def _run(args: argparse.Namespace) -> int:
-    return run_host(args.host, [args.job, *args.rest])
+    return run_host(_host_name(args.host), [args.job, *args.rest])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
