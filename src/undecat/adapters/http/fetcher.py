@@ -50,7 +50,6 @@ from undecat.adapters.http.classify import request_failure, status_failure, tunn
 from undecat.adapters.http.politeness import Politeness
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
-from undecat.config import Config
 from undecat.errors import ConfigError, PhotoError, UndecatError
 from undecat.ports import Clock
 from undecat.redact import Secret, redact_url
@@ -66,7 +65,7 @@ _ACCEPT = "image/jpeg,image/png;q=0.9,image/webp;q=0.8,image/*;q=0.7,*/*;q=0.5"
 
 @attrs.frozen
 class FetchSettings:
-    """What the fetcher needs from the configuration."""
+    """What the fetcher needs (read from the configuration by ``undecat.settings``)."""
 
     proxy_url: Secret | None
     allowed_hosts: tuple[str, ...]
@@ -80,22 +79,6 @@ class FetchSettings:
     delay_max: float = 2.0
     max_redirects: int = 5
     connect_timeout: float = 10.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> FetchSettings:
-        """Read the settings from the configuration."""
-        return cls(
-            proxy_url=config.proxy_url,
-            allowed_hosts=config.allowed_photo_hosts,
-            http_hosts=config.allowed_photo_http_hosts,
-            ca_bundle=config.proxy_ca_bundle,
-            timeout=config.download_timeout,
-            max_bytes=config.max_photo_bytes,
-            backoff=config.backoff_schedule,
-            concurrency=config.concurrent_downloads,
-            delay_min=config.download_delay_min,
-            delay_max=config.download_delay_max,
-        )
 
 
 @attrs.frozen

@@ -46,7 +46,6 @@ from urllib3.util import make_headers
 
 from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
 from undecat.adapters.http.politeness import Politeness
-from undecat.config import Config
 from undecat.domain.models import SizeInStock, Store
 from undecat.errors import (
     BlockedError,
@@ -65,7 +64,7 @@ _STOCK_KEY = "sizesAvailableAndLocationsByPhysicalStores"
 
 @attrs.frozen
 class ZaraSettings:
-    """What the client needs from the configuration."""
+    """What the client needs (read from the configuration by ``undecat.settings``)."""
 
     user_agent: str
     base_url: str = "https://www.zara.com"
@@ -82,28 +81,6 @@ class ZaraSettings:
     concurrency: int = 1
     delay_min: float = 5.0
     delay_max: float = 8.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> ZaraSettings:
-        """Read the settings; ConfigError naming ``ZARA_USER_AGENT`` when it is unset."""
-        if not config.zara_user_agent:
-            raise ConfigError("ZARA_USER_AGENT is not set (the user agent of Zara's API)")
-        return cls(
-            user_agent=config.zara_user_agent,
-            base_url=config.zara_base_url,
-            country=config.zara_country,
-            lang=config.zara_lang,
-            lat=config.zara_store_lat,
-            lng=config.zara_store_lng,
-            radius=config.zara_store_radius,
-            proxy_url=config.proxy_url,
-            ca_bundle=config.proxy_ca_bundle,
-            timeout=config.download_timeout,
-            backoff=config.backoff_schedule,
-            concurrency=config.availability_concurrency,
-            delay_min=config.availability_delay_min,
-            delay_max=config.availability_delay_max,
-        )
 
 
 @attrs.frozen
