@@ -26,11 +26,10 @@ from undecat.config import Config
 from undecat.domain.models import BRANDS, RunResult
 from undecat.domain.stages import Stage
 from undecat.errors import ConfigError
-from undecat.jobs.collage import BuildCollage
-from undecat.jobs.download import PhotoPreparer
 from undecat.jobs.runlog import Job, StopToken
 from undecat.ports import (
     AvailabilityStore,
+    BuildCollage,
     CatalogSource,
     CatalogStore,
     Clock,
@@ -38,6 +37,7 @@ from undecat.ports import (
     ObjectStore,
     OpsReport,
     PhotoFetcher,
+    PhotoPreparer,
     ProductionCatalog,
     RunRecorder,
     SyncSource,

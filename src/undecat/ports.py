@@ -8,7 +8,7 @@ Every method raises only :class:`~undecat.errors.UndecatError` subclasses: an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from undecat.domain.stages import Outcome, Stage
 __all__ = [
     "AvailabilitySource",
     "AvailabilityStore",
+    "BuildCollage",
     "CatalogRun",
     "CatalogSource",
     "CatalogStore",
@@ -43,6 +44,8 @@ __all__ = [
     "ObjectStore",
     "OpsReport",
     "PhotoFetcher",
+    "PhotoPreparer",
+    "PreparedPhoto",
     "ProductionCatalog",
     "RetentionStore",
     "RunRecorder",
@@ -216,6 +219,33 @@ class PhotoFetcher(Protocol):
     def fetch(self, url: str, *, deadline: float) -> FetchedPhoto:
         """Fetch ``url`` before monotonic time ``deadline``; ProductError or OutageError."""
         ...
+
+
+class PreparedPhoto(Protocol):
+    """A validated photo, as it is to be stored."""
+
+    @property
+    def content(self) -> bytes:
+        """The bytes to store."""
+        ...
+
+    @property
+    def content_type(self) -> str:
+        """Their content type."""
+        ...
+
+
+class PhotoPreparer(Protocol):
+    """Validates a fetched photo and gives the bytes to store (Pillow, in the adapters)."""
+
+    def prepare(self, photo: FetchedPhoto) -> PreparedPhoto:
+        """Return what to store; :class:`~undecat.errors.PhotoError` if the photo is unusable."""
+        ...
+
+
+BuildCollage = Callable[[Sequence[bytes]], bytes]
+"""Builds a collage: photos' bytes in catalog order -> collage JPEG bytes (ProductError for
+unusable photos; Pillow, in the adapters)."""
 
 
 class ObjectStore(Protocol):
