@@ -28,12 +28,15 @@ rule in :mod:`.classify`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
 import os
 import random
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
@@ -46,7 +49,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import make_headers
 
 from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
-from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
+from undecat.adapters.http.classify import (
+    TunnelRefusedError,
+    request_failure,
+    status_failure,
+    tunnel_status,
+)
 from undecat.adapters.http.politeness import Politeness
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
@@ -417,8 +425,41 @@ class _WatchedConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
+class _TunnelAnswer(http.client.HTTPResponse):
+    """The proxy's answer to a ``CONNECT``: its status line is handed to ``on_status``."""
+
+    def __init__(
+        self, sock: socket.socket, *, method: str | None, on_status: Callable[[int, str], None]
+    ) -> None:
+        super().__init__(sock, method=method)
+        self._on_status = on_status
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        self._on_status(status, reason.strip())
+        return version, status, reason
+
+
 class _WatchedTLSConnection(HTTPSConnection):
-    """An HTTPS connection that hands its socket to the thread's :class:`_Watch`."""
+    """An HTTPS connection that hands its socket to the thread's :class:`_Watch`.
+
+    A tunnel the proxy refuses raises :class:`TunnelRefusedError` with the proxy's status
+    and reason as attributes (the standard library only puts them in its message).
+    """
+
+    def _tunnel(self) -> None:
+        answers: list[tuple[int, str]] = []
+        self.response_class = functools.partial(  # type: ignore[assignment]
+            _TunnelAnswer, on_status=lambda status, reason: answers.append((status, reason))
+        )
+        try:
+            super()._tunnel()
+        except OSError as exc:
+            if answers and answers[-1][0] != HTTPStatus.OK:
+                raise TunnelRefusedError(*answers[-1]) from exc
+            raise
+        finally:
+            del self.response_class
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
