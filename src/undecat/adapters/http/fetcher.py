@@ -48,7 +48,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import make_headers
 
-from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
+from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
 from undecat.adapters.http.classify import (
     TunnelRefusedError,
     request_failure,
@@ -121,6 +121,14 @@ class _Status:
     tunnel: bool
 
 
+@attrs.define
+class _Walk:
+    """Where a fetch has got to: the URL it asks now and the redirects followed so far."""
+
+    current: str
+    redirects: int = 0
+
+
 class ProxyPhotoFetcher:
     """Fetches photos politely through the proxy; see the module docstring."""
 
@@ -159,50 +167,54 @@ class ProxyPhotoFetcher:
 
     def fetch(self, url: str, *, deadline: float) -> Photo:
         """Fetch ``url`` before monotonic time ``deadline``; PhotoError or ProxyError."""
-        current = self._hosts.check(url)
-        redirects = busy = 0
+        walk = _Walk(self._hosts.check(url))
+        shown = _shown(url)
+
+        def before_wait(seconds: float, busy: Busy) -> None:
+            if self._clock.monotonic() + seconds >= deadline:
+                raise PhotoError(
+                    f"{busy.reason}: asked to wait {seconds:g} s, past the product's time limit",
+                    url=shown,
+                )
+
+        policy = retrying(self._settings.backoff, self._clock, before_wait=before_wait)
+        try:
+            return policy(self._follow, walk, url, deadline)
+        except Busy as exc:
+            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
+            raise PhotoError(
+                f"{exc.reason} still after backing off {waited} s", url=shown
+            ) from None
+
+    def _follow(self, walk: _Walk, url: str, deadline: float) -> Photo:
+        """One attempt: follow redirects to a photo; :class:`Busy` for a 429/503 answer."""
         while True:
             if self._clock.monotonic() >= deadline:
                 raise PhotoError("too slow: the product's time limit ran out", url=_shown(url))
             with self.politeness.slot():
-                answer = self._attempt(current, deadline)
+                answer = self._attempt(walk.current, deadline)
             if isinstance(answer, Photo):
                 return Photo(url=url, content=answer.content, content_type=answer.content_type)
             if isinstance(answer, _Redirect):
-                redirects += 1
-                if redirects > self._settings.max_redirects:
+                walk.redirects += 1
+                if walk.redirects > self._settings.max_redirects:
                     raise PhotoError(
                         f"more than {self._settings.max_redirects} redirects", url=_shown(url)
                     )
-                target = urljoin(current, answer.location)
+                target = urljoin(walk.current, answer.location)
                 try:
-                    current = self._hosts.check(target)
+                    walk.current = self._hosts.check(target)
                 except PhotoError as exc:
                     raise PhotoError(
                         f"redirected to a refused URL: {exc}", url=_shown(url)
                     ) from exc
                 continue
-            busy = self._back_off(answer, busy, url, deadline)
-
-    def _back_off(self, answer: _Status, busy: int, url: str, deadline: float) -> int:
-        """Wait before retrying a busy answer, or raise the answer's error."""
-        if answer.status not in BUSY_STATUSES:
-            raise status_failure(answer.status, answer.reason, _shown(url), tunnel=answer.tunnel)
-        busy += 1
-        asked = retry_after_seconds(answer.retry_after, self._clock.now())
-        wait = backoff_wait(busy, self._settings.backoff, asked)
-        if wait is None:
-            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
-            raise PhotoError(
-                f"HTTP {answer.status} still after backing off {waited} s", url=_shown(url)
-            )
-        if self._clock.monotonic() + wait >= deadline:
-            raise PhotoError(
-                f"HTTP {answer.status}: asked to wait {wait:g} s, past the product's time limit",
-                url=_shown(url),
-            )
-        self._clock.sleep(wait)
-        return busy
+            if answer.status not in BUSY_STATUSES:
+                raise status_failure(
+                    answer.status, answer.reason, _shown(url), tunnel=answer.tunnel
+                )
+            asked = retry_after_seconds(answer.retry_after, self._clock.now())
+            raise Busy(f"HTTP {answer.status}", retry_after=asked)
 
     def _attempt(self, url: str, product_deadline: float) -> Photo | _Redirect | _Status:
         """Send one request and read its answer within the photo's time limit."""

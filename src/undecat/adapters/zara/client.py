@@ -44,7 +44,7 @@ import urllib3
 from urllib3 import exceptions as u3
 from urllib3.util import make_headers
 
-from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
+from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
 from undecat.adapters.http.politeness import Politeness
 from undecat.domain.models import SizeInStock, Store
 from undecat.errors import (
@@ -184,27 +184,29 @@ class ZaraClient:
     # HTTP ---------------------------------------------------------------------------------
 
     def _get(self, url: str, what: str) -> _Answer:
-        busy = 0
-        while True:
-            with self.politeness.slot():
-                answer = self._send(url, what)
-            if answer.status in (200, 404):
-                return answer
-            if answer.status == 403:
-                raise BlockedError(f"Zara {what}: HTTP 403, the anti-bot block")
-            if answer.status not in BUSY_STATUSES:
-                raise RemoteServiceError(f"Zara {what}: unexpected HTTP {answer.status}")
-            busy += 1
-            asked = retry_after_seconds(answer.retry_after, self._clock.now())
-            if asked is not None:
-                asked = min(asked, self._settings.max_retry_after)
-            wait = backoff_wait(busy, self._settings.backoff, asked)
-            if wait is None:
-                waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
-                raise RemoteServiceError(
-                    f"Zara {what}: HTTP {answer.status} still after backing off {waited} s"
-                )
-            self._clock.sleep(wait)
+        policy = retrying(
+            self._settings.backoff, self._clock, max_retry_after=self._settings.max_retry_after
+        )
+        try:
+            return policy(self._answer, url, what)
+        except Busy as exc:
+            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
+            raise RemoteServiceError(
+                f"Zara {what}: {exc.reason} still after backing off {waited} s"
+            ) from None
+
+    def _answer(self, url: str, what: str) -> _Answer:
+        """One request: its answer, or :class:`Busy` for a 429/503."""
+        with self.politeness.slot():
+            answer = self._send(url, what)
+        if answer.status in (200, 404):
+            return answer
+        if answer.status == 403:
+            raise BlockedError(f"Zara {what}: HTTP 403, the anti-bot block")
+        if answer.status not in BUSY_STATUSES:
+            raise RemoteServiceError(f"Zara {what}: unexpected HTTP {answer.status}")
+        asked = retry_after_seconds(answer.retry_after, self._clock.now())
+        raise Busy(f"HTTP {answer.status}", retry_after=asked)
 
     def _send(self, url: str, what: str) -> _Answer:
         headers = {
