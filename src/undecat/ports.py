@@ -117,10 +117,6 @@ class WorkQueue(Protocol):
         """Mark the product ``error`` for this stage with a readable message."""
         ...
 
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        """Give the product back to try again after ``delay`` (``error`` once attempts run out)."""
-        ...
-
     def release(self, claims: Sequence[Claim]) -> int:
         """Give products back untouched (an outage: the attempt does not count)."""
         ...
