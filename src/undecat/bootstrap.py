@@ -8,6 +8,10 @@ run needs no Apify token and a test can pass any adapter in ``overrides``::
     jobs = bootstrap(config, clock=FakeClock(), object_store=memory_store)
     result = jobs.job("collage", "process_new").run()
 
+The override names and the port each must satisfy are :class:`Overrides` (mypy checks
+both at the call); any other name is a TypeError. Adapters read no ``Config``: their
+settings values come from :mod:`undecat.settings`.
+
 Each host's jobs are wired in a section of their own below.
 """
 
