@@ -236,17 +236,6 @@ class MemoryQueue:
             self._set_error(row, message)
             return True
 
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        if claim.attempt >= self.max_attempts:
-            return self.fail(claim, f"{message} (gave up after {claim.attempt} attempts)")
-        with self.lock:
-            row = self._held(claim)
-            if row is None:
-                return False
-            row.next_at, row.error_message = self.clock.now() + delay, message
-            row.owner = row.lease_until = None
-            return True
-
     def release(self, claims: Sequence[Claim]) -> int:
         self._maybe_fail("release")
         with self.lock:

@@ -124,23 +124,6 @@ def test_attempt_cap_moves_a_crash_looping_row_to_error(db: Database, staging_ds
     assert "gave up after 3 attempts" in message
 
 
-def test_postpone_spaces_attempts_and_ends_in_error(db: Database, staging_dsn: str) -> None:
-    """A postponed row waits out its delay, and the last allowed attempt's postpone is an error."""
-    seed_rows(staging_dsn, 1)
-    queue = PostgresWorkQueue(db, Stage.DOWNLOAD, max_attempts=2)
-    (claim,) = queue.claim("w", 1, LONG)
-    assert queue.postpone(claim, "slow origin", timedelta(hours=1)) is True
-    assert queue.claim("w", 1, LONG) == []  # not before its next attempt time
-    with psycopg.connect(staging_dsn, autocommit=True) as conn:
-        conn.execute("UPDATE raw_products SET download_next_at = now() - interval '1 second'")
-    (claim,) = queue.claim("w", 1, LONG)
-    assert claim.attempt == 2
-    assert queue.postpone(claim, "slow origin", timedelta(hours=1)) is True
-    assert list(column_values(staging_dsn, "image_status").values()) == ["error"]
-    (message,) = column_values(staging_dsn, "error_message").values()
-    assert message == "slow origin (gave up after 2 attempts)"
-
-
 def test_release_gives_rows_back_without_counting_the_attempt(
     db: Database, staging_dsn: str
 ) -> None:

@@ -22,6 +22,7 @@ from undecat.domain.models import Claim
 from undecat.domain.stages import Outcome, Stage
 from undecat.domain.status import RunStatus
 from undecat.ports import ObjectStore
+from undecat.settings import object_store_settings
 
 
 def _photo(width: int, height: int, seed: int) -> bytes:
@@ -55,7 +56,7 @@ def config(staging_db: Database, staging_dsn: str, s3_bucket: S3Bucket, tmp_path
 @pytest.fixture
 def store(config: Config) -> Iterator[ObjectStore]:
     """The real S3 object store of the bucket."""
-    opened = open_object_store(config)
+    opened = open_object_store(object_store_settings(config))
     try:
         yield opened
     finally:

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from urllib3 import exceptions as u3
 
 from undecat.adapters.http.backoff import backoff_wait, retry_after_seconds
-from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
+from undecat.adapters.http.classify import (
+    TunnelRefusedError,
+    request_failure,
+    status_failure,
+    tunnel_status,
+)
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.errors import PhotoError, PhotoTransportError, ProxyCredentialsError, ProxyError
 
@@ -127,10 +132,12 @@ def test_other_hosts_are_refused(host: str) -> None:
 
 
 def test_tunnel_status_is_read_from_urllib3s_proxy_error() -> None:
-    """The status a proxy gave a CONNECT is recovered from urllib3's ProxyError."""
-    cause = OSError("Tunnel connection failed: 502 Bad Gateway")
+    """The status a proxy gave a CONNECT is read from the refusal's attributes, not its text."""
+    cause = TunnelRefusedError(502, "Bad Gateway")
     error = u3.ProxyError("Unable to connect to proxy", cause)
     assert tunnel_status(error) == (502, "Bad Gateway")
+    lookalike = OSError("Tunnel connection failed: 502 Bad Gateway")
+    assert tunnel_status(u3.ProxyError("Unable to connect to proxy", lookalike)) is None
     refused = u3.ProxyError("Unable to connect to proxy", ConnectionRefusedError(111, "refused"))
     assert tunnel_status(refused) is None
 

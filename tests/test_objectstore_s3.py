@@ -20,13 +20,13 @@ from undecat.adapters.objectstore import (
     S3ObjectStore,
     S3Settings,
     open_object_store,
-    s3_settings,
 )
 from undecat.bootstrap import Resources
 from undecat.config import Config
 from undecat.domain.keys import collage_key, original_key
 from undecat.errors import ConfigError, ObjectStoreUnavailableError, ProductError
 from undecat.redact import Secret
+from undecat.settings import object_store_settings, s3_settings
 
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 2000
 
@@ -81,7 +81,7 @@ def test_content_type_is_stored(store: S3ObjectStore, s3_bucket: S3Bucket) -> No
 def test_public_urls_use_the_configured_base(s3_bucket: S3Bucket) -> None:
     """Public URLs are S3_PUBLIC_BASE_URL plus the quoted key, and map back to the key."""
     config = Config.from_env(s3_bucket.env(S3_PUBLIC_BASE_URL="https://cdn.example.test/img/"))
-    store = open_object_store(config)
+    store = open_object_store(object_store_settings(config))
     try:
         assert isinstance(store, S3ObjectStore)
         key = original_key("zara", "a b/é", 2)
@@ -95,7 +95,7 @@ def test_public_urls_use_the_configured_base(s3_bucket: S3Bucket) -> None:
 
 def test_default_public_url_is_endpoint_and_bucket(s3_bucket: S3Bucket) -> None:
     """Without S3_PUBLIC_BASE_URL, objects are addressed path-style under the endpoint."""
-    store = open_object_store(Config.from_env(s3_bucket.env()))
+    store = open_object_store(object_store_settings(Config.from_env(s3_bucket.env())))
     try:
         url = store.public_url(collage_key("zara", "7"))
         assert url == f"{s3_bucket.endpoint}/{s3_bucket.bucket}/collages/zara/7.jpg"
@@ -225,7 +225,7 @@ def test_proxy_environment_is_ignored(
             control.list_objects_v2(Bucket=s3_bucket.bucket)
     finally:
         control.close()
-    store = open_object_store(Config.from_env(s3_bucket.env()))
+    store = open_object_store(object_store_settings(Config.from_env(s3_bucket.env())))
     try:
         key = original_key("zara", "1", 1)
         store.put(key, JPEG, "image/jpeg")
@@ -261,13 +261,15 @@ def test_s3_going_down_mid_run(s3_factory: Callable[[], SeaweedS3], tmp_path: Pa
     server = s3_factory()
     name = server.create_bucket()
     store = open_object_store(
-        Config.from_env(
-            {
-                "S3_ENDPOINT": server.endpoint,
-                "S3_ACCESS_KEY": server.access_key,
-                "S3_SECRET_KEY": server.secret_key,
-                "S3_BUCKET": name,
-            }
+        object_store_settings(
+            Config.from_env(
+                {
+                    "S3_ENDPOINT": server.endpoint,
+                    "S3_ACCESS_KEY": server.access_key,
+                    "S3_SECRET_KEY": server.secret_key,
+                    "S3_BUCKET": name,
+                }
+            )
         )
     )
     try:
@@ -285,20 +287,24 @@ def test_s3_going_down_mid_run(s3_factory: Callable[[], SeaweedS3], tmp_path: Pa
 def test_config_selects_the_store(tmp_path: Path, s3_bucket: S3Bucket) -> None:
     """http(s) endpoints give S3; file:// and OBJECT_STORE_DIR the folder store; none: refused."""
     with pytest.raises(ConfigError, match="OBJECT_STORE_DIR"):
-        open_object_store(Config.from_env({"DATA_DIR": str(tmp_path)}))
-    embedded = open_object_store(Config.from_env({"OBJECT_STORE_DIR": str(tmp_path / "objects")}))
+        open_object_store(object_store_settings(Config.from_env({"DATA_DIR": str(tmp_path)})))
+    embedded = open_object_store(
+        object_store_settings(Config.from_env({"OBJECT_STORE_DIR": str(tmp_path / "objects")}))
+    )
     assert isinstance(embedded, FileObjectStore)
     assert embedded.root == (tmp_path / "objects" / "unde-images").resolve()
     assert embedded.public_url("a/b.jpg") == (tmp_path / "objects/unde-images/a/b.jpg").as_uri()
     folder = open_object_store(
-        Config.from_env({"S3_ENDPOINT": (tmp_path / "s3").as_uri(), "S3_BUCKET": "cat"})
+        object_store_settings(
+            Config.from_env({"S3_ENDPOINT": (tmp_path / "s3").as_uri(), "S3_BUCKET": "cat"})
+        )
     )
     assert isinstance(folder, FileObjectStore)
     assert folder.root == (tmp_path / "s3" / "cat").resolve()
     url = folder.put("collages/zara/1.jpg", b"x", "image/jpeg")
     assert url == (tmp_path / "s3/cat/collages/zara/1.jpg").as_uri()
     assert (tmp_path / "s3/cat/collages/zara/1.jpg").read_bytes() == b"x"
-    remote = open_object_store(Config.from_env(s3_bucket.env()))
+    remote = open_object_store(object_store_settings(Config.from_env(s3_bucket.env())))
     assert isinstance(remote, S3ObjectStore)
     remote.close()
 

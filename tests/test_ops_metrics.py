@@ -22,7 +22,7 @@ from undecat.adapters.postgres import Database, PostgresRunRecorder
 from undecat.adapters.postgres.report import PostgresReport
 from undecat.bootstrap import bootstrap
 from undecat.config import Config
-from undecat.domain.models import RunResult
+from undecat.domain.models import RunCounts, RunResult
 from undecat.domain.report import run_items
 from undecat.errors import DatabaseUnavailableError, ObjectStoreUnavailableError
 from undecat.jobs.runlog import logged
@@ -213,6 +213,27 @@ def test_run_items_never_count_more_than_were_taken(
         assert items.done + items.failed + items.skipped == fetched
     if not fetched:
         assert items.done == updated
+
+
+@given(outcomes=st.lists(st.sampled_from(["done", "failed", "skipped", "lease_lost"])))
+def test_run_counts_are_what_the_metrics_read(outcomes: list[str]) -> None:
+    """A job's counts reach the metrics as they were kept: every item taken ends once."""
+    counts = RunCounts.of(skipping=("lease_lost",))
+    counts.add(taken=len(outcomes))
+    for outcome in outcomes:
+        counts.add(**{outcome: 1})
+    items = run_items(RunResult(status="success", records_fetched=999, items=counts.items()))
+    assert items.done + items.failed + items.skipped == len(outcomes)
+    assert (items.done, items.failed) == (outcomes.count("done"), outcomes.count("failed"))
+
+
+def test_a_counter_a_run_did_not_declare_is_refused() -> None:
+    """A misspelled counter name is a KeyError, not a count that silently stays zero."""
+    counts = RunCounts.of("photos_stored")
+    counts.add(photos_stored=2)
+    with pytest.raises(KeyError, match="photo_stored"):
+        counts.add(photo_stored=1)
+    assert counts["photos_stored"] == 2
 
 
 def test_queue_depth_counts_per_stage_status_and_brand(staging_db: Database) -> None:

@@ -42,7 +42,6 @@ class Queue(Protocol):
     def extend(self, claims: list[Claim], lease: timedelta) -> int: ...
     def complete(self, claim: Claim, outcome: Outcome) -> bool: ...
     def fail(self, claim: Claim, message: str) -> bool: ...
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool: ...
     def release(self, claims: list[Claim]) -> int: ...
     def requeue_failed(self) -> int: ...
     def requeue(
@@ -246,13 +245,13 @@ def test_release_does_not_count_the_attempt(make: Make) -> None:
 
 
 def test_every_claimable_row_is_tried_within_ceil_n_over_batch_claims(make: Make) -> None:
-    """Rows postponed after a try wait their turn: 5 rows, batch 2, all tried in 3 claims."""
+    """Rows failed after a try wait their turn: 5 rows, batch 2, all tried in 3 claims."""
     h = make(5)
     tried: list[int] = []
     for _ in range(3):
         for claim in h.queue.claim("a", 2, LEASE):
             tried.append(claim.product.id)
-            assert h.queue.postpone(claim, "try later", timedelta(hours=1))
+            assert h.queue.fail(claim, "try later")
     assert sorted(tried) == h.rows()
     assert h.queue.claim("a", 2, LEASE) == []
 

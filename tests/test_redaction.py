@@ -97,19 +97,15 @@ def test_run_log_error_is_stored_redacted(
     assert "***" in stored
 
 
-@pytest.mark.parametrize("how", ["fail", "postpone"])
 @pytest.mark.parametrize("message", MESSAGES.values(), ids=MESSAGES.keys())
 def test_product_error_is_stored_redacted(
-    message: str, how: str, staging_db: Database, staging_dsn: str
+    message: str, staging_db: Database, staging_dsn: str
 ) -> None:
-    """raw_products.error_message holds a failed or postponed product's message masked."""
+    """raw_products.error_message holds a failed product's message masked."""
     seed_rows(staging_dsn, 1)
     queue = PostgresWorkQueue(staging_db, Stage.DOWNLOAD)
     (claim,) = queue.claim("w", 1, timedelta(minutes=5))
-    if how == "fail":
-        assert queue.fail(claim, message)
-    else:
-        assert queue.postpone(claim, message, timedelta(seconds=1))
+    assert queue.fail(claim, message)
     (stored,) = column_values(staging_dsn, "error_message").values()
     assert SECRET not in str(stored)
     assert "***" in str(stored)

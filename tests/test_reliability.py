@@ -447,7 +447,7 @@ def test_each_hosts_role_can_fence_fail_requeue_and_log(
     first, second = queue.claim("w", 2, LEASE)
     assert queue.extend([first], LEASE) == 1
     assert queue.fail(first, f"{stage.value}: bad")
-    assert queue.postpone(second, "later", timedelta(0))
+    assert queue.release([second]) == 1
     assert queue.requeue_failed() == 1
     claims = queue.claim("w", 2, LEASE)
     assert queue.release(claims) == 2

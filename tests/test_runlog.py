@@ -15,7 +15,7 @@ from undecat.bootstrap import HOST_JOBS, bootstrap
 from undecat.config import Config
 from undecat.domain.models import RunLog, RunResult
 from undecat.errors import ConfigError, DatabaseUnavailableError
-from undecat.jobs.runlog import Job, logged
+from undecat.jobs.runlog import Job, StopToken, logged
 from undecat.ports import RunningLog
 
 
@@ -96,6 +96,25 @@ def test_unknown_host_or_job_is_a_config_error() -> None:
         jobs.job("nope", "x")
     with pytest.raises(ConfigError, match="expected one of download_pending, retry_failed"):
         jobs.job("photo_downloader", "process_new")
+
+
+def test_a_misspelled_override_is_an_error_naming_the_known_names() -> None:
+    """An override bootstrap does not know is refused, not silently ignored."""
+    overrides: dict[str, Any] = {"objcet_store": object()}
+    with pytest.raises(TypeError, match="unknown bootstrap override 'objcet_store'") as caught:
+        bootstrap(Config(), **overrides)
+    assert "object_store" in str(caught.value)
+    assert "clock" in str(caught.value)
+
+
+def test_an_override_replaces_the_adapter_it_names() -> None:
+    """A passed adapter is what the jobs get, and bootstrap does not close it."""
+    stop, argv, recorder = StopToken(), ("--no-delist",), MemoryRecorder()
+    with bootstrap(Config(), stop=stop, argv=argv, recorder=recorder) as jobs:
+        assert jobs.resources.stop() is stop
+        assert jobs.resources.argv() is argv
+        job = jobs.job("collage", "cleanup_temp")
+        assert (job.stop, job.recorder) == (stop, recorder)
 
 
 def test_job_names_are_the_documents() -> None:

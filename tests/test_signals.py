@@ -40,6 +40,7 @@ from undecat.adapters.objectstore import open_object_store
 from undecat.adapters.postgres import Database, PostgresCatalogStore
 from undecat.config import Config
 from undecat.domain.keys import original_key
+from undecat.settings import object_store_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE = 8.0
@@ -210,7 +211,7 @@ def test_collage_process_new_interrupted_mid_batch(
         "BATCH_SIZE": "3",
         **s3_bucket.env(),
     }
-    store = open_object_store(Config.from_env(env))
+    store = open_object_store(object_store_settings(Config.from_env(env)))
     photo = noisy_jpeg(900)
     total = 16
     try:

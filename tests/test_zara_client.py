@@ -22,6 +22,7 @@ from undecat.errors import (
     RemoteServiceError,
 )
 from undecat.redact import Secret
+from undecat.settings import zara_settings
 
 AGENT = "ZaraApp/15.10.0 test"
 
@@ -182,7 +183,7 @@ def test_requests_go_through_the_proxy(zara: ZaraServer, proxy_server: ProxyServ
 def test_the_user_agent_is_required() -> None:
     """Without ZARA_USER_AGENT the availability jobs refuse to start, naming it."""
     with pytest.raises(ConfigError, match="ZARA_USER_AGENT"):
-        ZaraSettings.from_config(Config())
+        zara_settings(Config())
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -197,7 +198,7 @@ def test_settings_come_from_the_environment() -> None:
             "AVAILABILITY_DELAY_MAX": "3",
         }
     )
-    settings = ZaraSettings.from_config(config)
+    settings = zara_settings(config)
     assert (settings.base_url, settings.country, settings.concurrency) == (
         "https://zara.example",
         "ae",

@@ -8,6 +8,10 @@ run needs no Apify token and a test can pass any adapter in ``overrides``::
     jobs = bootstrap(config, clock=FakeClock(), object_store=memory_store)
     result = jobs.job("collage", "process_new").run()
 
+The override names and the port each must satisfy are :class:`Overrides` (mypy checks
+both at the call); any other name is a TypeError. Adapters read no ``Config``: their
+settings values come from :mod:`undecat.settings`.
+
 Each host's jobs are wired in a section of their own below.
 """
 
@@ -16,20 +20,55 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 import attrs
 
 from undecat.config import Config
-from undecat.domain.models import BRANDS
+from undecat.domain.models import BRANDS, RunResult
 from undecat.domain.stages import Stage
 from undecat.errors import ConfigError
 from undecat.jobs.runlog import Job, StopToken
+from undecat.ports import (
+    AvailabilityStore,
+    BuildCollage,
+    CatalogSource,
+    CatalogStore,
+    Clock,
+    Metrics,
+    ObjectStore,
+    OpsReport,
+    PhotoFetcher,
+    PhotoPreparer,
+    ProductionCatalog,
+    RunRecorder,
+    SyncSource,
+    VisualIndex,
+    WorkQueue,
+    XimilarLedger,
+)
 from undecat.redact import Secret
+from undecat.settings import fetch_settings, object_store_settings, zara_settings
 
-__all__ = ["HOST_JOBS", "Jobs", "bootstrap", "check_lease_covers_batch", "host_jobs"]
+if TYPE_CHECKING:  # adapters are imported when first built, never at import time
+    from undecat.adapters.apify import ApifyCatalogSource
+    from undecat.adapters.postgres import Database
+    from undecat.adapters.ximilar import RateLimiter
+    from undecat.adapters.zara import ZaraClient
+
+__all__ = [
+    "HOST_JOBS",
+    "OVERRIDES",
+    "Jobs",
+    "Overrides",
+    "Resources",
+    "bootstrap",
+    "check_lease_covers_batch",
+    "check_overrides",
+    "host_jobs",
+]
 
 #: The job names of the source document, per host (runner script).
 HOST_JOBS: dict[str, tuple[str, ...]] = {
@@ -53,24 +92,85 @@ def host_jobs(brands: tuple[str, ...] = BRANDS) -> dict[str, tuple[str, ...]]:
     return {**HOST_JOBS, "apify": tuple(f"apify_{brand}" for brand in brands)}
 
 
-class Resources:
-    """Adapters built on first use (or taken from the overrides), closed together."""
+class Overrides(TypedDict, total=False):
+    """Every adapter a caller may pass to :func:`bootstrap` instead of the one it builds.
 
-    def __init__(self, config: Config, overrides: dict[str, Any]) -> None:
+    Each name is the adapter's accessor on :class:`Resources`; mypy checks the value of each
+    against the port the jobs use, and :func:`bootstrap` refuses a name not listed here.
+    """
+
+    argv: tuple[str, ...]
+    stop: StopToken
+    progress: bool
+    clock: Clock
+    owner: str
+    staging_db: Database
+    production_db: Database
+    object_store: ObjectStore
+    photo_fetcher: PhotoFetcher
+    photo_validator: PhotoPreparer
+    collage_builder: BuildCollage
+    recorder: RunRecorder
+    ops_report: OpsReport
+    queue_download: WorkQueue
+    queue_collage: WorkQueue
+    queue_ximilar: WorkQueue
+    queue_sync: WorkQueue
+    file_source: CatalogSource
+    apify_source: ApifyCatalogSource
+    catalog_store: CatalogStore
+    visual_index: VisualIndex
+    ximilar_limiter: RateLimiter
+    ximilar_ledger: XimilarLedger
+    zara_client: ZaraClient
+    availability_store: AvailabilityStore
+    sync_source: SyncSource
+    production_catalog: ProductionCatalog
+
+
+#: The names :func:`bootstrap` accepts as overrides.
+OVERRIDES: frozenset[str] = Overrides.__optional_keys__
+
+
+def check_overrides(overrides: Mapping[str, object]) -> None:
+    """TypeError naming any override that is not an adapter name (a typo is never ignored)."""
+    unknown = sorted(set(overrides) - OVERRIDES)
+    if unknown:
+        raise TypeError(
+            f"unknown bootstrap override {', '.join(map(repr, unknown))};"
+            f" the known names are {', '.join(sorted(OVERRIDES))}"
+        )
+
+
+class Resources:
+    """Adapters built on first use (or taken from the overrides), closed together.
+
+    Every accessor returns the port its jobs use, typed; an override replaces what it builds.
+    """
+
+    def __init__(self, config: Config, overrides: Overrides) -> None:
+        check_overrides(overrides)
         self.config = config
-        self._built: dict[str, Any] = dict(overrides)
+        self.overrides = overrides
+        self._built: dict[str, object] = {}
         self._closers: list[Callable[[], None]] = []
 
-    def get(
-        self, name: str, build: Callable[[], _T], close: Callable[[_T], None] | None = None
+    def once(
+        self,
+        key: str,
+        given: _T | None,
+        build: Callable[[], _T],
+        close: Callable[[_T], None] | None = None,
     ) -> _T:
-        """Return the adapter ``name``, building it with ``build`` the first time."""
-        if name not in self._built:
+        """``given`` (an override) or the adapter ``key``, built by ``build`` the first time."""
+        if given is not None:
+            return given
+        if key not in self._built:
             value = build()
-            self._built[name] = value
+            self._built[key] = value
             if close is not None:
                 self._closers.append(lambda: close(value))
-        return self._built[name]  # type: ignore[no-any-return]
+        return cast(_T, self._built[key])
 
     def close(self) -> None:
         """Close every adapter built here (overrides belong to the caller)."""
@@ -79,62 +179,87 @@ class Resources:
 
     # Shared adapters ---------------------------------------------------------------------
 
-    def clock(self) -> Any:
+    def argv(self) -> tuple[str, ...]:
+        """The runner's extra arguments (after the job name)."""
+        return self.once("argv", self.overrides.get("argv"), tuple)
+
+    def clock(self) -> Clock:
         """The clock."""
         from undecat.adapters.clock import SystemClock  # noqa: PLC0415
 
-        return self.get("clock", SystemClock)
+        return self.once("clock", self.overrides.get("clock"), SystemClock)
 
     def owner(self) -> str:
         """The lease-owner name of this worker: host, process and a random suffix."""
-        return self.get(
-            "owner", lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return self.once(
+            "owner",
+            self.overrides.get("owner"),
+            lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
         )
 
-    def staging_db(self) -> Any:
+    def staging_db(self) -> Database:
         """The staging database pool (``STAGING_DB_URL``)."""
-        from undecat.adapters.postgres import Database  # noqa: PLC0415
-
+        given = self.overrides.get("staging_db")
+        if given is not None:
+            return given
         url = _required(self.config.staging_db_url, "STAGING_DB_URL")
         pool_size = max(2, self.config.concurrent_downloads + 1)
-        return self.get(
-            "staging_db",
-            lambda: Database(
-                url,
-                name="staging",
-                max_size=pool_size,
-                connect_timeout=self.config.db_connect_timeout,
-            ),
-            Database.close,
+        return self._database(
+            "staging_db", url, "staging", pool_size, self.config.db_connect_timeout
         )
 
-    def object_store(self) -> Any:
+    def production_db(self) -> Database:
+        """The production database pool (``PRODUCTION_DB_URL``), opened by the sync's run."""
+        given = self.overrides.get("production_db")
+        if given is not None:
+            return given
+        url = _required(self.config.production_db_url, "PRODUCTION_DB_URL")
+        return self._database("production_db", url, "production", 2, None)
+
+    def _database(
+        self, key: str, url: Secret, name: str, max_size: int, timeout: float | None = None
+    ) -> Database:
+        from undecat.adapters.postgres import Database  # noqa: PLC0415
+
+        def build() -> Database:
+            if timeout is None:
+                return Database(url, name=name, max_size=max_size)
+            return Database(url, name=name, max_size=max_size, connect_timeout=timeout)
+
+        return self.once(key, None, build, Database.close)
+
+    def object_store(self) -> ObjectStore:
         """The catalog bucket (``S3_ENDPOINT``): S3 for http(s), a folder for file:// or unset."""
         from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
 
-        return self.get(
-            "object_store", lambda: open_object_store(self.config), lambda store: store.close()
+        return self.once(
+            "object_store",
+            self.overrides.get("object_store"),
+            lambda: open_object_store(object_store_settings(self.config)),
+            lambda store: store.close(),  # type: ignore[attr-defined]
         )
 
-    def photo_fetcher(self) -> Any:
+    def photo_fetcher(self) -> PhotoFetcher:
         """The one photo fetcher of the process (``PROXY_URL``): its pool and in-flight cap."""
-        from undecat.adapters.http import FetchSettings, ProxyPhotoFetcher  # noqa: PLC0415
+        from undecat.adapters.http import ProxyPhotoFetcher  # noqa: PLC0415
         from undecat.adapters.metrics import MeteredPhotoFetcher  # noqa: PLC0415
 
-        return self.get(
+        return self.once(
             "photo_fetcher",
+            self.overrides.get("photo_fetcher"),
             lambda: MeteredPhotoFetcher(
-                ProxyPhotoFetcher(FetchSettings.from_config(self.config), clock=self.clock())
+                ProxyPhotoFetcher(fetch_settings(self.config), clock=self.clock())
             ),
-            lambda fetcher: fetcher.close(),
+            lambda fetcher: fetcher.close(),  # type: ignore[attr-defined]
         )
 
-    def recorder(self) -> Any:
+    def recorder(self) -> RunRecorder:
         """The ``scraper_logs`` writer; a run's start marks its host's dead runs abandoned."""
         from undecat.adapters.postgres import PostgresRunRecorder  # noqa: PLC0415
 
-        return self.get(
+        return self.once(
             "recorder",
+            self.overrides.get("recorder"),
             lambda: PostgresRunRecorder(
                 self.staging_db(), secrets=self.secrets(), stale_after=self.run_time_limit()
             ),
@@ -142,7 +267,7 @@ class Resources:
 
     def stop(self) -> StopToken:
         """The stop request of this process (the CLI sets it on SIGTERM / SIGINT)."""
-        return self.get("stop", StopToken)
+        return self.once("stop", self.overrides.get("stop"), StopToken)
 
     def run_metadata(self) -> dict[str, Any]:
         """What every run log row records about where it ran (host and process)."""
@@ -157,36 +282,42 @@ class Resources:
         seconds = max(self.config.lease_seconds, self.config.apify_wait_seconds)
         return timedelta(seconds=seconds)
 
-    def queue(self, stage: Stage) -> Any:
+    def queue(self, stage: Stage) -> WorkQueue:
         """The leased work queue of ``stage``."""
         from undecat.adapters.postgres import PostgresWorkQueue  # noqa: PLC0415
 
-        return self.get(
+        given = {
+            Stage.DOWNLOAD: self.overrides.get("queue_download"),
+            Stage.COLLAGE: self.overrides.get("queue_collage"),
+            Stage.XIMILAR: self.overrides.get("queue_ximilar"),
+            Stage.SYNC: self.overrides.get("queue_sync"),
+        }[stage]
+        spacing = _RETRY_SPACING.get(stage, timedelta(seconds=self.config.retry_delay_seconds))
+        return self.once(
             f"queue_{stage.value}",
+            given,
             lambda: self.with_progress(
                 PostgresWorkQueue(
                     self.staging_db(),
                     stage,
                     max_attempts=self.config.max_retries,
-                    retry_spacing=_RETRY_SPACING.get(
-                        stage, timedelta(seconds=self.config.retry_delay_seconds)
-                    ),
+                    retry_spacing=spacing,
                 )
             ),
         )
 
     # Operations (metrics, progress) ------------------------------------------------------
 
-    def with_progress(self, queue: Any) -> Any:
+    def with_progress(self, queue: WorkQueue) -> WorkQueue:
         """``queue`` drawing a progress bar (rate, ETA) when stderr is a terminal."""
         from undecat.adapters.progress import ProgressQueue, wants_progress  # noqa: PLC0415
 
-        if not self.get("progress", wants_progress):
+        if not self.once("progress", self.overrides.get("progress"), wants_progress):
             return queue
         stage = queue.stage.value
 
         def total() -> int | None:
-            return sum(  # type: ignore[no-any-return]
+            return sum(
                 d.count
                 for d in self.ops_report().queue_depth()
                 if d.stage == stage and d.status == "pending"
@@ -196,16 +327,17 @@ class Resources:
         self._closers.append(bar.close)
         return bar
 
-    def ops_report(self) -> Any:
+    def ops_report(self) -> OpsReport:
         """The status report and queue depths over the staging database."""
         from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
 
-        return self.get(
+        return self.once(
             "ops_report",
+            self.overrides.get("ops_report"),
             lambda: PostgresReport(self.staging_db(), max_attempts=self.config.max_retries),
         )
 
-    def metrics(self, host: str) -> tuple[Any, ...]:
+    def metrics(self, host: str) -> tuple[Metrics, ...]:
         """The run observers of ``host``: a Prometheus text file when UNDECAT_METRICS_DIR is set."""
         from undecat.adapters.metrics import PrometheusTextfile  # noqa: PLC0415
 
@@ -214,20 +346,21 @@ class Resources:
             return ()
 
         def proxy_bytes() -> int:
-            return int(getattr(self._built.get("photo_fetcher"), "bytes_received", 0))
+            fetcher = self.overrides.get("photo_fetcher") or self._built.get("photo_fetcher")
+            return int(getattr(fetcher, "bytes_received", 0))
 
-        return self.get(
+        textfile: Metrics = self.once(
             f"metrics_{host}",
-            lambda: (
-                PrometheusTextfile(
-                    directory,
-                    host,
-                    self.clock(),
-                    queue_depth=lambda: self.ops_report().queue_depth(),
-                    proxy_bytes=proxy_bytes,
-                ),
+            None,
+            lambda: PrometheusTextfile(
+                directory,
+                host,
+                self.clock(),
+                queue_depth=lambda: self.ops_report().queue_depth(),
+                proxy_bytes=proxy_bytes,
             ),
         )
+        return (textfile,)
 
     def lease(self) -> timedelta:
         """How long a claim is held before another worker may take it over."""
@@ -320,8 +453,11 @@ class Jobs:
         self.close()
 
 
-def bootstrap(config: Config, **overrides: Any) -> Jobs:
-    """Wire the jobs of every host over ``config``; ``overrides`` replace adapters by name."""
+def bootstrap(config: Config, **overrides: Unpack[Overrides]) -> Jobs:
+    """Wire the jobs of every host over ``config``; ``overrides`` replace adapters by name.
+
+    The names are those of :class:`Overrides`; any other is a TypeError naming it.
+    """
     return Jobs(Resources(config, overrides))
 
 
@@ -353,17 +489,20 @@ def _wire_apify(resources: Resources) -> _Wiring:
 
         config = resources.config
         name = f"apify_{brand}"
-        options = CollectOptions.parse(
-            resources.get("argv", tuple), prog=f"runners/apify.py {name}"
-        )
-        source: Any
+        options = CollectOptions.parse(resources.argv(), prog=f"runners/apify.py {name}")
+        source: CatalogSource
+        given = resources.overrides
         if options.from_file is not None:
             path = options.from_file
-            source, kind = resources.get("file_source", lambda: FileCatalogSource(path)), "file"
+            source = resources.once(
+                "file_source", given.get("file_source"), lambda: FileCatalogSource(path)
+            )
+            kind = "file"
         else:
             token = _required(config.apify_token, "APIFY_TOKEN")
-            source = resources.get(
+            apify = resources.once(
                 "apify_source",
+                given.get("apify_source"),
                 lambda: ApifyCatalogSource(
                     token,
                     tasks=config.apify_tasks,
@@ -371,9 +510,14 @@ def _wire_apify(resources: Resources) -> _Wiring:
                     wait=timedelta(seconds=config.apify_wait_seconds),
                 ),
             )
-            source.task_id(brand)  # ConfigError naming APIFY_TASK_<BRAND> when unset
+            apify.task_id(brand)  # ConfigError naming APIFY_TASK_<BRAND> when unset
+            source = apify
             kind = "apify"
-        store = resources.get("catalog_store", lambda: PostgresCatalogStore(resources.staging_db()))
+        store = resources.once(
+            "catalog_store",
+            given.get("catalog_store"),
+            lambda: PostgresCatalogStore(resources.staging_db()),
+        )
         work = CollectJob(
             brand=brand,
             source=source,
@@ -409,8 +553,10 @@ def _wire_photo_downloader(resources: Resources) -> _Wiring:
         return download.PhotoDownloader(
             queue=resources.queue(Stage.DOWNLOAD),
             fetcher=resources.photo_fetcher(),
-            preparer=resources.get(
-                "photo_validator", lambda: PhotoValidator(max_pixels=config.max_photo_pixels)
+            preparer=resources.once(
+                "photo_validator",
+                resources.overrides.get("photo_validator"),
+                lambda: PhotoValidator(max_pixels=config.max_photo_pixels),
             ),
             store=resources.object_store(),
             clock=resources.clock(),
@@ -479,8 +625,10 @@ def _wire_collage(resources: Resources) -> _Wiring:
         stage = collage.CollageStage(
             queue=resources.queue(Stage.COLLAGE),
             store=resources.object_store(),
-            build=resources.get(
-                "collage_builder", lambda: PillowCollageBuilder(quality=config.collage_quality)
+            build=resources.once(
+                "collage_builder",
+                resources.overrides.get("collage_builder"),
+                lambda: PillowCollageBuilder(quality=config.collage_quality),
             ),
             clock=resources.clock(),
             owner=resources.owner(),
@@ -529,7 +677,7 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
 
     config = resources.config
 
-    def index() -> Any:
+    def index() -> VisualIndex:
         """The collection client, or the dry-run recorder while no token is configured."""
         from undecat.adapters.ximilar import (  # noqa: PLC0415
             DRY_RUN_FILE,
@@ -540,8 +688,9 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
 
         endpoint = f"{config.ximilar_api_url}/{config.ximilar_api_prefix}"
         if config.ximilar_api_token is None:
-            return resources.get(
+            return resources.once(
                 "visual_index",
+                resources.overrides.get("visual_index"),
                 lambda: DryRunIndex(
                     config.data_dir / DRY_RUN_FILE, resources.clock(), endpoint=endpoint
                 ),
@@ -553,11 +702,14 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                 "S3_PUBLIC_BASE_URL (or S3_ENDPOINT) is required on the ximilar_sync host:"
                 " only photos under the object store's public URL are sent to Ximilar"
             )
-        limiter = resources.get(
-            "ximilar_limiter", lambda: RateLimiter(config.ximilar_rate_limit, resources.clock())
+        limiter = resources.once(
+            "ximilar_limiter",
+            resources.overrides.get("ximilar_limiter"),
+            lambda: RateLimiter(config.ximilar_rate_limit, resources.clock()),
         )
-        return resources.get(
+        return resources.once(
             "visual_index",
+            resources.overrides.get("visual_index"),
             lambda: XimilarClient(
                 config.ximilar_api_url,
                 config.ximilar_api_prefix,
@@ -566,15 +718,17 @@ def _wire_ximilar(resources: Resources) -> _Wiring:
                 limiter=limiter,
                 clock=resources.clock(),
             ),
-            XimilarClient.close,
+            lambda client: client.close(),  # type: ignore[attr-defined]
         )
 
-    def ledger() -> Any:
+    def ledger() -> XimilarLedger:
         """Where record ids are noted before they are sent (staging, migration 0010)."""
         from undecat.adapters.postgres import PostgresXimilarLedger  # noqa: PLC0415
 
-        return resources.get(
-            "ximilar_ledger", lambda: PostgresXimilarLedger(resources.staging_db())
+        return resources.once(
+            "ximilar_ledger",
+            resources.overrides.get("ximilar_ledger"),
+            lambda: PostgresXimilarLedger(resources.staging_db()),
         )
 
     def make(name: str, work: Callable[..., Any]) -> Callable[[], Job]:
@@ -618,21 +772,26 @@ def _wire_scraper(resources: Resources) -> _Wiring:
 
     config = resources.config
 
-    def zara() -> Any:
-        from undecat.adapters.zara import ZaraClient, ZaraSettings  # noqa: PLC0415
+    def zara() -> ZaraClient:
+        from undecat.adapters.zara import ZaraClient  # noqa: PLC0415
 
-        settings = ZaraSettings.from_config(config)
-        return resources.get(
-            "zara_client", lambda: ZaraClient(settings, clock=resources.clock()), ZaraClient.close
+        settings = zara_settings(config)
+        return resources.once(
+            "zara_client",
+            resources.overrides.get("zara_client"),
+            lambda: ZaraClient(settings, clock=resources.clock()),
+            ZaraClient.close,
         )
 
-    def availability_store() -> Any:
+    def availability_store() -> AvailabilityStore:
         from undecat.adapters.postgres.availability import (  # noqa: PLC0415
             PostgresAvailabilityStore,
         )
 
-        return resources.get(
-            "availability_store", lambda: PostgresAvailabilityStore(resources.staging_db())
+        return resources.once(
+            "availability_store",
+            resources.overrides.get("availability_store"),
+            lambda: PostgresAvailabilityStore(resources.staging_db()),
         )
 
     def availability_jobs() -> AvailabilityJobs:
@@ -674,25 +833,23 @@ def _wire_scraper(resources: Resources) -> _Wiring:
     def sync_to_production() -> Job:
         from undecat.adapters.postgres.availability import PostgresSyncSource  # noqa: PLC0415
 
-        url = _required(config.production_db_url, "PRODUCTION_DB_URL")
+        _required(config.production_db_url, "PRODUCTION_DB_URL")  # exit 2 before the run
         queue = resources.queue(Stage.SYNC)
-        source = resources.get("sync_source", lambda: PostgresSyncSource(resources.staging_db()))
+        source = resources.once(
+            "sync_source",
+            resources.overrides.get("sync_source"),
+            lambda: PostgresSyncSource(resources.staging_db()),
+        )
 
-        def work() -> Any:
-            from undecat.adapters.postgres import Database  # noqa: PLC0415
+        def work() -> RunResult:
             from undecat.adapters.postgres.production import (  # noqa: PLC0415
                 PostgresProductionCatalog,
             )
 
-            production = resources.get(
+            production = resources.once(
                 "production_catalog",
-                lambda: PostgresProductionCatalog(
-                    resources.get(
-                        "production_db",
-                        lambda: Database(url, name="production", max_size=2),
-                        Database.close,
-                    )
-                ),
+                resources.overrides.get("production_catalog"),
+                lambda: PostgresProductionCatalog(resources.production_db()),
             )
             return ProductionSync(
                 queue=queue,

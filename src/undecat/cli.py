@@ -251,11 +251,12 @@ def _with_thumbnails(config: Config, report: Any) -> Any:
 
     from undecat.adapters.imaging.thumbnail import embed_thumbnails  # noqa: PLC0415
     from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
+    from undecat.settings import object_store_settings  # noqa: PLC0415
 
     if not report.collages:
         return report
     try:
-        store = open_object_store(config)
+        store = open_object_store(object_store_settings(config))
     except UndecatError as exc:
         _log.warning("collage thumbnails left out: %s", exc)
         return report

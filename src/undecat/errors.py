@@ -25,7 +25,6 @@ __all__ = [
     "DatabaseCredentialsError",
     "DatabaseUnavailableError",
     "InvalidItemError",
-    "LeaseLostError",
     "MigrationError",
     "ObjectStoreCredentialsError",
     "ObjectStoreUnavailableError",
@@ -156,10 +155,6 @@ class RemoteCredentialsError(CredentialsError, RemoteServiceError):
 
 class BlockedError(RemoteServiceError):
     """A brand site answered with its anti-bot block (HTTP 403): back off, then stop."""
-
-
-class LeaseLostError(UndecatError):
-    """A worker tried to write a row whose lease it no longer holds."""
 
 
 class UserMediaError(ProductError):

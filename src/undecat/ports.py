@@ -8,12 +8,14 @@ Every method raises only :class:`~undecat.errors.UndecatError` subclasses: an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import attrs
 
+from undecat.domain.keys import MediaItem, MediaKind
 from undecat.domain.models import (
     AvailabilityRecord,
     Claim,
@@ -29,20 +31,27 @@ from undecat.domain.models import (
 from undecat.domain.production import CatalogEntry
 from undecat.domain.report import QueueDepth, Report
 from undecat.domain.stages import Outcome, Stage
+from undecat.domain.user_media import CheckedPair, IndexedObject, KindUsage
 
 __all__ = [
     "AvailabilitySource",
     "AvailabilityStore",
+    "BuildCollage",
     "CatalogRun",
     "CatalogSource",
     "CatalogStore",
     "Clock",
     "DelistedObjects",
     "FetchedPhoto",
+    "MediaChecker",
+    "MediaIndex",
+    "MediaObjects",
     "Metrics",
     "ObjectStore",
     "OpsReport",
     "PhotoFetcher",
+    "PhotoPreparer",
+    "PreparedPhoto",
     "ProductionCatalog",
     "RetentionStore",
     "RunRecorder",
@@ -112,10 +121,6 @@ class WorkQueue(Protocol):
 
     def fail(self, claim: Claim, message: str) -> bool:
         """Mark the product ``error`` for this stage with a readable message."""
-        ...
-
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        """Give the product back to try again after ``delay`` (``error`` once attempts run out)."""
         ...
 
     def release(self, claims: Sequence[Claim]) -> int:
@@ -216,6 +221,33 @@ class PhotoFetcher(Protocol):
     def fetch(self, url: str, *, deadline: float) -> FetchedPhoto:
         """Fetch ``url`` before monotonic time ``deadline``; ProductError or OutageError."""
         ...
+
+
+class PreparedPhoto(Protocol):
+    """A validated photo, as it is to be stored."""
+
+    @property
+    def content(self) -> bytes:
+        """The bytes to store."""
+        ...
+
+    @property
+    def content_type(self) -> str:
+        """Their content type."""
+        ...
+
+
+class PhotoPreparer(Protocol):
+    """Validates a fetched photo and gives the bytes to store (Pillow, in the adapters)."""
+
+    def prepare(self, photo: FetchedPhoto) -> PreparedPhoto:
+        """Return what to store; :class:`~undecat.errors.PhotoError` if the photo is unusable."""
+        ...
+
+
+BuildCollage = Callable[[Sequence[bytes]], bytes]
+"""Builds a collage: photos' bytes in catalog order -> collage JPEG bytes (ProductError for
+unusable photos; Pillow, in the adapters)."""
 
 
 class ObjectStore(Protocol):
@@ -429,3 +461,48 @@ class RetentionStore(Protocol):
     def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
         """Mark a still-delisted product's objects deleted; False if it came back."""
         ...
+
+
+# User media (the app backend's library, undecat.user_media) ---------------------------
+
+
+class MediaObjects(Protocol):
+    """The bucket: objects addressed by checked items, never by raw keys."""
+
+    def put_pair(self, item: MediaItem, main: bytes, thumb: bytes) -> None:
+        """Upload the item's image, then its thumbnail."""
+
+    def signed_urls(self, item: MediaItem, lifetime: timedelta) -> tuple[str, str]:
+        """Presigned GET URLs of the item's (image, thumbnail)."""
+
+    def delete_items(self, items: Sequence[MediaItem]) -> None:
+        """Delete both objects of each item (missing ones count as deleted)."""
+
+
+class MediaIndex(Protocol):
+    """The index of the bucket (it allows no LIST)."""
+
+    def begin(self, item: MediaItem, main_bytes: int, thumb_bytes: int) -> uuid.UUID:
+        """Record the item's two objects as incomplete; return the attempt id."""
+
+    def complete(self, item: MediaItem, attempt: uuid.UUID) -> int:
+        """Mark the rows of ``attempt`` complete; return how many rows were."""
+
+    def attempts(self, item: MediaItem) -> list[tuple[str, uuid.UUID]]:
+        """(key, attempt) of each indexed object of the item."""
+
+    def forget(self, entries: Sequence[tuple[str, uuid.UUID]]) -> list[str]:
+        """Delete the rows whose (key, attempt) is listed; return the keys deleted."""
+
+    def next_batch(self, user_id: str, limit: int) -> list[IndexedObject]:
+        """Up to ``limit`` indexed objects of one user."""
+
+    def totals(self, user_id: str) -> Mapping[MediaKind, KindUsage]:
+        """Complete items and bytes of one user per kind."""
+
+
+class MediaChecker(Protocol):
+    """Checks an upload pair before anything is written."""
+
+    def check(self, main: bytes, thumb: bytes, *, main_name: str) -> CheckedPair:
+        """The pair as it will be stored; UserMediaError when refused."""

@@ -1,7 +1,7 @@
 """A progress bar (tqdm: rate and ETA) over a stage's work queue, on a terminal only.
 
 :class:`ProgressQueue` wraps a :class:`~undecat.ports.WorkQueue`: every product the job
-finishes (completed, failed or postponed) advances the bar, whose total is the stage's
+finishes (completed or failed) advances the bar, whose total is the stage's
 waiting work when the job starts. The jobs do not know about it. Under systemd (no
 terminal) the composition root does not wrap the queue at all, and the journal gets the
 JSON log lines only.
@@ -81,12 +81,6 @@ class ProgressQueue:
     def fail(self, claim: Claim, message: str) -> bool:
         """Fail through the wrapped queue and advance the bar."""
         done = self._inner.fail(claim, message)
-        self._advance(done)
-        return done
-
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        """Postpone through the wrapped queue and advance the bar."""
-        done = self._inner.postpone(claim, message, delay)
         self._advance(done)
         return done
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,8 @@ __all__ = [
     "PollTarget",
     "Product",
     "ProductDraft",
+    "RunCounts",
+    "RunItems",
     "RunLog",
     "RunResult",
     "SizeInStock",
@@ -180,8 +183,76 @@ class PollTarget:
 
 
 @attrs.frozen
+class RunItems:
+    """How a run's items ended, for the run log's readers and the metrics."""
+
+    done: int
+    failed: int
+    skipped: int
+
+
+class RunCounts:
+    """The counts one run keeps: the one counter type of every job (thread-safe).
+
+    ``taken`` items were claimed or fetched; each ends ``done``, ``failed`` or ``skipped``
+    (given back or passed over). A job declares its own further counts by name
+    (:meth:`of`), as they appear in its ``scraper_logs`` metadata; the items of those
+    declared ``skipping`` are skipped too (a lost lease, a claim given back). Adding a
+    name not declared is a KeyError, so a misspelled counter fails its test instead of
+    staying zero.
+    """
+
+    __slots__ = ("_lock", "_skipping", "detail", "done", "failed", "skipped", "taken")
+
+    def __init__(self, detail: dict[str, int], skipping: frozenset[str]) -> None:
+        self.taken = self.done = self.failed = self.skipped = 0
+        self.detail = detail
+        self._skipping = skipping
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, *names: str, skipping: tuple[str, ...] = ()) -> RunCounts:
+        """Counts with the further counters ``names`` (and ``skipping``), all zero."""
+        return cls(dict.fromkeys((*names, *skipping), 0), frozenset(skipping))
+
+    def __repr__(self) -> str:
+        return (
+            f"RunCounts(taken={self.taken}, done={self.done}, failed={self.failed},"
+            f" skipped={self.skipped}, {self.detail})"
+        )
+
+    def add(self, **counts: int) -> None:
+        """Add to ``taken``, ``done``, ``failed``, ``skipped`` or a declared counter."""
+        with self._lock:
+            for name, value in counts.items():
+                if name in _COMMON:
+                    setattr(self, name, getattr(self, name) + value)
+                    continue
+                if name not in self.detail:
+                    raise KeyError(f"{name!r} is not a counter of this run: {sorted(self.detail)}")
+                self.detail[name] += value
+
+    def __getitem__(self, name: str) -> int:
+        """A declared counter's value."""
+        return self.detail[name]
+
+    def items(self) -> RunItems:
+        """How the run's items ended: ``skipped`` adds the counters declared as skipping."""
+        with self._lock:
+            skipped = self.skipped + sum(self.detail[name] for name in self._skipping)
+            return RunItems(done=self.done, failed=self.failed, skipped=skipped)
+
+
+_COMMON = frozenset({"taken", "done", "failed", "skipped"})
+
+
+@attrs.frozen
 class RunResult:
-    """The outcome of one job run, written to ``scraper_logs``."""
+    """The outcome of one job run, written to ``scraper_logs``.
+
+    ``items`` is what the metrics show of it; a run without counts of its own (a requeue,
+    a clean-up) leaves it None and the report derives it from the columns.
+    """
 
     status: str  # 'success' | 'failed' | 'partial' ... see domain.status.RunStatus
     records_fetched: int = 0
@@ -191,6 +262,7 @@ class RunResult:
     error_message: str | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
     run_id: str | None = None
+    items: RunItems | None = None
 
 
 @attrs.frozen

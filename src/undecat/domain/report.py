@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from undecat.domain.models import RunResult
+from undecat.domain.models import RunItems, RunResult
 
 __all__ = [
     "FUNNEL_COLUMNS",
@@ -135,15 +135,6 @@ class Report:
     collages: tuple[CollageThumb, ...] = ()
 
 
-@attrs.frozen
-class RunItems:
-    """A run's items for the metrics: done, failed, skipped."""
-
-    done: int
-    failed: int
-    skipped: int
-
-
 #: Run-metadata counters that mean "claimed but neither done nor failed".
 _SKIPPED_KEYS = ("products_skipped", "skipped", "released", "lease_lost")
 
@@ -154,7 +145,10 @@ def run_items(result: RunResult) -> RunItems:
     ``failed`` is ``records_errors``; ``skipped`` adds the metadata counters of items given
     back or passed over (:data:`_SKIPPED_KEYS`); ``done`` is the rest of what the run took
     (``records_fetched``), or, for a run that takes nothing (a requeue), what it wrote.
+    A run that kept :class:`~undecat.domain.models.RunCounts` reports them itself.
     """
+    if result.items is not None:
+        return result.items
     failed = max(0, result.records_errors)
     skipped = sum(_count(result.metadata, key) for key in _SKIPPED_KEYS)
     if result.records_fetched > 0:

@@ -75,7 +75,8 @@ class QueueCounts:
     ``leased``: held by a live lease; ``stale``: held by a lease that lapsed (a worker that
     died); ``failed``: failed with attempts left (``retry_failed`` takes them); ``exhausted``:
     gave up after the last attempt (only ``undecat requeue`` brings them back);
-    ``waiting``: not claimable before a later time (postponed, or a partial Ximilar row).
+    ``waiting``: not claimable before a later time (a requeued failure's spacing, or a
+    partial Ximilar row).
     """
 
     stage: Stage

@@ -32,7 +32,13 @@ from datetime import timedelta
 import attrs
 
 from undecat.domain.availability import block_wait, records_for, store_chunks
-from undecat.domain.models import AvailabilityRecord, PollTarget, RunResult, SizeInStock
+from undecat.domain.models import (
+    AvailabilityRecord,
+    PollTarget,
+    RunCounts,
+    RunResult,
+    SizeInStock,
+)
 from undecat.domain.status import RunStatus
 from undecat.errors import BlockedError, OutageError, ProductError, UndecatError
 from undecat.ports import AvailabilitySource, AvailabilityStore, Clock, StoreLocator
@@ -61,12 +67,9 @@ class _Poll:
     """The shared state of one poll run (guarded by ``lock``)."""
 
     lock: threading.Lock = attrs.field(factory=threading.Lock)
-    polled: int = 0
-    errors: int = 0
-    blocks: int = 0
+    #: Products polled (done) or whose answer was unreadable (failed); requests, blocks, rows.
+    counts: RunCounts = attrs.Factory(lambda: RunCounts.of("blocks", "requests", "rows"))
     blocks_in_a_row: int = 0
-    requests: int = 0
-    rows: int = 0
     reasons: list[str] = attrs.field(factory=list)
     buffer: list[AvailabilityRecord] = attrs.field(factory=list)
     stop: str | None = None  # "blocked" | "outage" | "budget"
@@ -143,7 +146,7 @@ class AvailabilityJobs:
             self._flush(state, everything=True)
         except OutageError as exc:
             state.stop, state.stop_reason = "outage", f"{type(exc).__name__}: {exc}"
-        left = len(targets) - state.polled - state.errors
+        left = len(targets) - state.counts.taken
         return self._result(state, store_ids, started, left=left, refreshed=refreshed)
 
     def _worker(
@@ -169,14 +172,14 @@ class AvailabilityJobs:
                 return
             except ProductError as exc:
                 with state.lock:
-                    state.errors += 1
+                    state.counts.add(taken=1, failed=1)
                     if len(state.reasons) < _REASONS_KEPT:
                         state.reasons.append(f"{target.external_id}: {exc}")
                 _log.warning("availability of %s: %s", target.external_id, exc)
                 continue
             records = records_for(target, store_ids, answers, self.clock.now())
             with state.lock:
-                state.polled += 1
+                state.counts.add(taken=1, done=1)
                 state.buffer.extend(records)
             try:
                 self._flush(state, everything=False)
@@ -206,7 +209,7 @@ class AvailabilityJobs:
             with state.lock:
                 if state.stop is not None:
                     raise _StopRunError
-                state.requests += 1
+                state.counts.add(requests=1)
             try:
                 answer = self.source.in_stock(colour_product_id, chunk)
             except BlockedError as exc:
@@ -229,7 +232,7 @@ class AvailabilityJobs:
 
     def _blocked(self, state: _Poll, exc: BlockedError) -> float:
         with state.lock:
-            state.blocks += 1
+            state.counts.add(blocks=1)
             state.blocks_in_a_row += 1
             row = state.blocks_in_a_row
             if row >= self.settings.max_blocks:
@@ -262,7 +265,7 @@ class AvailabilityJobs:
                 state.buffer = batch + state.buffer  # kept for the final flush attempt
             raise
         with state.lock:
-            state.rows += written
+            state.counts.add(rows=written)
 
     def _result(
         self,
@@ -279,14 +282,15 @@ class AvailabilityJobs:
             )
         except UndecatError:
             coverage = None
+        counts = state.counts
         metadata = {
             "brand": self.settings.brand,
             "stores": list(store_ids),
-            "fetched": state.polled,
-            "errors": state.errors,
-            "blocks": state.blocks,
-            "requests": state.requests,
-            "rows": state.rows,
+            "fetched": counts.done,
+            "errors": counts.failed,
+            "blocks": counts["blocks"],
+            "requests": counts["requests"],
+            "rows": counts["rows"],
             "left": max(0, left),
             "coverage": coverage,
             "stores_refreshed": refreshed,
@@ -298,18 +302,19 @@ class AvailabilityJobs:
             status, message = RunStatus.FAILED, state.stop_reason
         elif state.stop == "blocked":
             status, message = RunStatus.PARTIAL, state.stop_reason
-        elif state.errors:
+        elif counts.failed:
             status = RunStatus.PARTIAL
-            message = f"{state.errors} product(s) had an unreadable answer"
+            message = f"{counts.failed} product(s) had an unreadable answer"
         else:
             status, message = RunStatus.SUCCESS, None
         return RunResult(
             status=status,
-            records_fetched=state.polled,
-            records_updated=state.rows,
-            records_errors=state.errors,
+            records_fetched=counts.done,
+            records_updated=counts["rows"],
+            records_errors=counts.failed,
             error_message=message,
             metadata=metadata,
+            items=counts.items(),
         )
 
 

@@ -21,24 +21,23 @@ product marked ready without one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 
 import attrs
 
 from undecat.domain.collage import CollagePhotoError
 from undecat.domain.keys import collage_key
-from undecat.domain.models import Claim, Product, RunResult
+from undecat.domain.models import Claim, Product, RunCounts, RunResult
 from undecat.domain.stages import CollageStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, ProductError
 from undecat.jobs.runlog import StopToken
-from undecat.ports import Clock, ObjectStore, WorkQueue
+from undecat.ports import BuildCollage, Clock, ObjectStore, WorkQueue
 from undecat.redact import redact_url
 
 __all__ = [
     "COLLAGE_CONTENT_TYPE",
-    "BuildCollage",
     "CollageStage",
 ]
 
@@ -46,17 +45,6 @@ _log = logging.getLogger("undecat.jobs.collage")
 
 #: The content type collages are stored with.
 COLLAGE_CONTENT_TYPE = "image/jpeg"
-
-BuildCollage = Callable[[Sequence[bytes]], bytes]
-"""Photos' bytes in catalog order -> collage JPEG bytes; ProductError for unusable photos."""
-
-
-@attrs.define
-class _Tally:
-    claimed: int = 0
-    built: int = 0
-    failed: int = 0
-    lease_lost: int = 0
 
 
 @attrs.frozen
@@ -78,18 +66,18 @@ class CollageStage:
 
     def process_new(self) -> RunResult:
         """Build and store the collage of every claimable ``uploaded`` product."""
-        tally = _Tally()
+        tally = RunCounts.of(skipping=("lease_lost",))
         started = self.clock.monotonic()
         while not self._stopping() and (
             claims := self.queue.claim(self.owner, self.batch_size, self.lease)
         ):
-            tally.claimed += len(claims)
+            tally.add(taken=len(claims))
             outage = self._work_through(claims, tally)
             if outage is not None:
                 return self._result(tally, started, outage)
         return self._result(tally, started, None)
 
-    def _work_through(self, claims: Sequence[Claim], tally: _Tally) -> OutageError | None:
+    def _work_through(self, claims: Sequence[Claim], tally: RunCounts) -> OutageError | None:
         """Process one batch; on an outage release what is left and return the error."""
         renewed = self.clock.monotonic()
         for position, claim in enumerate(claims):
@@ -108,7 +96,7 @@ class CollageStage:
                 return exc
         return None
 
-    def _one(self, claim: Claim, tally: _Tally) -> None:
+    def _one(self, claim: Claim, tally: RunCounts) -> None:
         product = claim.product
         try:
             # Everything that depends on this product's data sits inside the guard, the
@@ -122,17 +110,17 @@ class CollageStage:
             message = _reason(product, exc)
             _log.warning("collage of %s failed: %s", _name(product), message)
             if self.queue.fail(claim, message):
-                tally.failed += 1
+                tally.add(failed=1)
             else:
-                tally.lease_lost += 1
+                tally.add(lease_lost=1)
             return
         if self.queue.complete(claim, CollageStored(collage_url=url)):
-            tally.built += 1
+            tally.add(done=1)
         else:
             # Another worker took the row over after our lease lapsed. It writes the same
             # bytes to the same key, so the object we just stored is not a stray.
             _log.warning("collage of %s: lease lost before completion", _name(product))
-            tally.lease_lost += 1
+            tally.add(lease_lost=1)
 
     def _originals(self, product: Product) -> list[bytes]:
         photos = []
@@ -156,12 +144,12 @@ class CollageStage:
             return
         _log.info("collage: released %d claim(s) after an outage", released)
 
-    def _result(self, tally: _Tally, started: float, outage: OutageError | None) -> RunResult:
+    def _result(self, tally: RunCounts, started: float, outage: OutageError | None) -> RunResult:
         metadata = {
-            "claimed": tally.claimed,
-            "built": tally.built,
+            "claimed": tally.taken,
+            "built": tally.done,
             "failed": tally.failed,
-            "lease_lost": tally.lease_lost,
+            "lease_lost": tally["lease_lost"],
             "seconds": round(self.clock.monotonic() - started, 3),
         }
         if outage is not None:
@@ -172,11 +160,12 @@ class CollageStage:
             status = RunStatus.SUCCESS
         return RunResult(
             status=status,
-            records_fetched=tally.claimed,
-            records_updated=tally.built,
+            records_fetched=tally.taken,
+            records_updated=tally.done,
             records_errors=tally.failed,
             error_message=None if outage is None else f"{type(outage).__name__}: {outage}",
             metadata=metadata,
+            items=tally.items(),
         )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from undecat.domain.models import ProductDraft, RunResult, UpsertResult, source_for
+from undecat.domain.models import ProductDraft, RunCounts, RunResult, UpsertResult, source_for
 from undecat.domain.status import RunStatus
 from undecat.errors import InvalidItemError, OutageError, UndecatError
 from undecat.jobs.runlog import StopToken
@@ -48,27 +48,36 @@ _LOGGED_REJECTIONS = 10
 
 
 @attrs.define
-class _Tally:
-    """Running counts of one collection run."""
+class _Rejections:
+    """The counts of one collection run and the reasons of its first rejected items.
 
-    fetched: int = 0
-    valid: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    upserted: UpsertResult = attrs.Factory(UpsertResult)
+    ``taken`` items were fetched, ``done`` written, ``failed`` rejected. Items are mapped in
+    the job's thread while the previous batch is written in the writer's: both may reject.
+    """
+
+    counts: RunCounts = attrs.Factory(
+        lambda: RunCounts.of("duplicates", "new", "updated", "unchanged", "photos_changed")
+    )
     reasons: list[dict[str, Any]] = attrs.Factory(list)
-    # Items are mapped in the job's thread while the previous batch is written in the
-    # writer's: both may reject an item.
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
     def reject(self, position: int, product: str | None, reason: str) -> None:
         with self._lock:
-            self.rejected += 1
+            self.counts.add(failed=1)
             if len(self.reasons) < MAX_REASONS_KEPT:
                 self.reasons.append({"item": position, "id": product, "reason": reason})
-            logged = self.rejected <= _LOGGED_REJECTIONS
+            logged = self.counts.failed <= _LOGGED_REJECTIONS
         if logged:
             _log.warning("item #%d (id %s) rejected: %s", position, product, reason)
+
+    def written(self, count: int, result: UpsertResult) -> None:
+        self.counts.add(
+            done=count,
+            new=result.new,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            photos_changed=result.photos_changed,
+        )
 
 
 class _Writer:
@@ -130,7 +139,7 @@ class CollectJob:
         stamp = self.clock.now()
         active_before = self.store.count_active(source)
         run = self.source.start(self.brand)
-        tally = _Tally()
+        rejections = _Rejections()
         metadata: dict[str, Any] = {
             "brand": self.brand,
             "source": self.source_kind,
@@ -138,20 +147,20 @@ class CollectJob:
             "active_before": active_before,
         }
         try:
-            self._stream(run, stamp, tally)
+            self._stream(run, stamp, rejections)
         except OutageError as exc:
             status = run.status()
-            metadata.update(self._counts(tally), apify_status=status, delisted=0)
+            metadata.update(self._counts(rejections), apify_status=status, delisted=0)
             metadata["end_reason"] = run.end_reason()
             metadata["delisting_skipped"] = "the run was interrupted by an outage"
-            return self._result(RunStatus.FAILED, tally, metadata, run, f"{exc}")
+            return self._result(RunStatus.FAILED, rejections, metadata, run, f"{exc}")
         status = run.status()
         problem = run.end_reason()
-        metadata.update(self._counts(tally), apify_status=status, end_reason=problem)
+        metadata.update(self._counts(rejections), apify_status=status, end_reason=problem)
         if self.stop is not None and self.stop.requested:
             metadata.update(delisted=0, delisting_skipped="the run was stopped before its end")
-            return self._result(RunStatus.SUCCESS, tally, metadata, run, None)
-        reason = self._no_delisting_reason(status, tally.valid, active_before)
+            return self._result(RunStatus.SUCCESS, rejections, metadata, run, None)
+        reason = self._no_delisting_reason(status, rejections.counts.done, active_before)
         delisted = 0
         if reason is None:
             delisted = self.store.delist_missing(source, stamp)
@@ -164,35 +173,39 @@ class CollectJob:
             )
             what = f"{label} ended {status}"
             return self._result(
-                RunStatus.FAILED, tally, metadata, run, f"{what}: {problem}" if problem else what
+                RunStatus.FAILED,
+                rejections,
+                metadata,
+                run,
+                f"{what}: {problem}" if problem else what,
             )
-        outcome = RunStatus.PARTIAL if tally.rejected else RunStatus.SUCCESS
-        return self._result(outcome, tally, metadata, run, None)
+        outcome = RunStatus.PARTIAL if rejections.counts.failed else RunStatus.SUCCESS
+        return self._result(outcome, rejections, metadata, run, None)
 
-    def _stream(self, run: CatalogRun, stamp: datetime, tally: _Tally) -> None:
-        writer = _Writer(lambda batch: self._flush(batch, stamp, tally))
+    def _stream(self, run: CatalogRun, stamp: datetime, rejections: _Rejections) -> None:
+        writer = _Writer(lambda batch: self._flush(batch, stamp, rejections))
         failing = True
         try:
-            self._map_all(run, tally, writer)
+            self._map_all(run, rejections, writer)
             failing = False
         finally:
             writer.close(failing=failing)
 
-    def _map_all(self, run: CatalogRun, tally: _Tally, writer: _Writer) -> None:
+    def _map_all(self, run: CatalogRun, rejections: _Rejections, writer: _Writer) -> None:
         seen: set[str] = set()  # ids of this run: a repeat keeps the first occurrence
         batch: list[tuple[int, ProductDraft]] = []
         for position, item in enumerate(run.items(), start=1):
             if self.stop is not None and self.stop.requested:
                 break  # what is batched is stored below
-            tally.fetched += 1
+            rejections.counts.add(taken=1)
             try:
                 draft = self.mapper(item)
             except InvalidItemError as exc:
-                tally.reject(position, exc.product, str(exc))
+                rejections.reject(position, exc.product, str(exc))
                 continue
             if draft.external_id in seen:
-                tally.duplicates += 1
-                tally.reject(
+                rejections.counts.add(duplicates=1)
+                rejections.reject(
                     position, draft.external_id, "the same id appeared earlier in this run"
                 )
                 continue
@@ -205,7 +218,7 @@ class CollectJob:
             writer.submit(batch)
 
     def _flush(
-        self, batch: Sequence[tuple[int, ProductDraft]], stamp: datetime, tally: _Tally
+        self, batch: Sequence[tuple[int, ProductDraft]], stamp: datetime, rejections: _Rejections
     ) -> None:
         try:
             result = self.store.upsert_products([draft for _, draft in batch], stamp)
@@ -214,15 +227,14 @@ class CollectJob:
         except UndecatError as exc:
             if len(batch) == 1:
                 position, draft = batch[0]
-                tally.reject(position, draft.external_id, f"the database refused it: {exc}")
+                rejections.reject(position, draft.external_id, f"the database refused it: {exc}")
                 return
             # One row spoiled the statement: halve until it is found, store the rest.
             middle = len(batch) // 2
-            self._flush(batch[:middle], stamp, tally)
-            self._flush(batch[middle:], stamp, tally)
+            self._flush(batch[:middle], stamp, rejections)
+            self._flush(batch[middle:], stamp, rejections)
             return
-        tally.valid += len(batch)
-        tally.upserted += result
+        rejections.written(len(batch), result)
 
     def _no_delisting_reason(self, status: str, valid: int, active_before: int) -> str | None:
         if not self.delist:
@@ -237,30 +249,31 @@ class CollectJob:
         return None
 
     @staticmethod
-    def _counts(tally: _Tally) -> dict[str, Any]:
+    def _counts(rejections: _Rejections) -> dict[str, Any]:
         return {
-            "valid": tally.valid,
-            "unchanged": tally.upserted.unchanged,
-            "photos_changed": tally.upserted.photos_changed,
-            "duplicates": tally.duplicates,
-            "rejected": tally.reasons,
+            "valid": rejections.counts.done,
+            "unchanged": rejections.counts["unchanged"],
+            "photos_changed": rejections.counts["photos_changed"],
+            "duplicates": rejections.counts["duplicates"],
+            "rejected": rejections.reasons,
         }
 
     @staticmethod
     def _result(
         status: str,
-        tally: _Tally,
+        rejections: _Rejections,
         metadata: dict[str, Any],
         run: CatalogRun,
         error: str | None,
     ) -> RunResult:
         return RunResult(
             status=status,
-            records_fetched=tally.fetched,
-            records_new=tally.upserted.new,
-            records_updated=tally.upserted.updated,
-            records_errors=tally.rejected,
+            records_fetched=rejections.counts.taken,
+            records_new=rejections.counts["new"],
+            records_updated=rejections.counts["updated"],
+            records_errors=rejections.counts.failed,
             error_message=error,
             metadata=metadata,
             run_id=run.run_id,
+            items=rejections.counts.items(),
         )

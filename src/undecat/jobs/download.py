@@ -41,50 +41,31 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
-from typing import Protocol
 
 import attrs
 
 from undecat.domain.keys import original_key
-from undecat.domain.models import Claim, Product, RunResult
+from undecat.domain.models import Claim, Product, RunCounts, RunResult
 from undecat.domain.stages import PhotosStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, PhotoTransportError, ProductError, ProxyError
 from undecat.jobs.runlog import StopToken
-from undecat.ports import Clock, FetchedPhoto, ObjectStore, PhotoFetcher, WorkQueue
+from undecat.ports import (
+    Clock,
+    ObjectStore,
+    PhotoFetcher,
+    PhotoPreparer,
+    WorkQueue,
+)
 from undecat.redact import redact_text, redact_url
 
 __all__ = [
     "DownloadSettings",
     "PhotoDownloader",
-    "PhotoPreparer",
-    "PreparedPhoto",
 ]
 
 _log = logging.getLogger("undecat.jobs.download")
 _MESSAGE_LIMIT = 500
-
-
-class PreparedPhoto(Protocol):
-    """A validated photo, as it is to be stored."""
-
-    @property
-    def content(self) -> bytes:
-        """The bytes to store."""
-        ...
-
-    @property
-    def content_type(self) -> str:
-        """Their content type."""
-        ...
-
-
-class PhotoPreparer(Protocol):
-    """Validates a fetched photo and gives the bytes to store (Pillow, in the adapters)."""
-
-    def prepare(self, photo: FetchedPhoto) -> PreparedPhoto:
-        """Return what to store; :class:`~undecat.errors.PhotoError` if the photo is unusable."""
-        ...
 
 
 @attrs.frozen
@@ -100,26 +81,6 @@ class DownloadSettings:
     max_batches: int | None = None  # None: until no pending product is left
     #: Products in a row failing at the transport level that stop the run as an outage.
     breaker_threshold: int = 5
-
-
-@attrs.define
-class _Tally:
-    """Counts of one run, shared by the worker threads (guarded by ``lock``)."""
-
-    claimed: int = 0
-    stored: int = 0
-    failed: int = 0
-    lease_lost: int = 0
-    released: int = 0
-    photos: int = 0
-    batches: int = 0
-    breaker_held: int = 0
-    lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
 
 
 @attrs.define
@@ -247,13 +208,13 @@ class PhotoDownloader:
 
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
-        tally, flow, s = _Tally(), _Flow(), self.settings
+        tally, flow, s = _counts(), _Flow(), self.settings
         breaker = _Breaker(max(1, s.breaker_threshold))
         try:
             with ThreadPoolExecutor(s.concurrency, thread_name_prefix="undecat-download") as pool:
                 running: list[Future[None]] = []
                 try:
-                    while s.max_batches is None or tally.batches < s.max_batches:
+                    while s.max_batches is None or tally["batches"] < s.max_batches:
                         # The next batch is claimed as soon as every product claimed so far
                         # has started: workers never idle between batches, and no claim
                         # waits long for a worker while its lease runs.
@@ -268,7 +229,7 @@ class PhotoDownloader:
                             break
                         if not claims:
                             break
-                        tally.add(batches=1, claimed=len(claims))
+                        tally.add(batches=1, taken=len(claims))
                         flow.add(claims)
                         running += [
                             pool.submit(self._work, c, flow, tally, breaker) for c in claims
@@ -284,7 +245,7 @@ class PhotoDownloader:
             self._release(flow, tally)
         return self._result(tally, flow.outage)
 
-    def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: _Tally) -> None:
+    def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: RunCounts) -> None:
         """Wait for the products started; on a stop, first hand back those not begun.
 
         Even if the product in hand outlives the grace period, only its own lease stays held.
@@ -299,7 +260,7 @@ class PhotoDownloader:
                 self._release(flow, tally, flow.take_unstarted())
                 released = True
 
-    def _release(self, flow: _Flow, tally: _Tally, left: list[Claim] | None = None) -> None:
+    def _release(self, flow: _Flow, tally: RunCounts, left: list[Claim] | None = None) -> None:
         left = flow.unsettled() if left is None else left
         if not left:
             return
@@ -311,7 +272,7 @@ class PhotoDownloader:
             return
         tally.add(released=released)
 
-    def _work(self, claim: Claim, flow: _Flow, tally: _Tally, breaker: _Breaker) -> None:
+    def _work(self, claim: Claim, flow: _Flow, tally: RunCounts, breaker: _Breaker) -> None:
         """Download one product and settle its claim (complete or fail), unless stopped."""
         flow.started(claim)
         if flow.stop.is_set() or self._stopping():
@@ -335,7 +296,7 @@ class PhotoDownloader:
         self._charge(breaker.reset(), flow, tally)
 
     def _product_failed(
-        self, claim: Claim, exc: ProductError, flow: _Flow, tally: _Tally, breaker: _Breaker
+        self, claim: Claim, exc: ProductError, flow: _Flow, tally: RunCounts, breaker: _Breaker
     ) -> None:
         """Fail the product, or hold it for the breaker when its transport failed."""
         if flow.stop.is_set():
@@ -351,7 +312,7 @@ class PhotoDownloader:
         claim: Claim,
         exc: PhotoTransportError,
         flow: _Flow,
-        tally: _Tally,
+        tally: RunCounts,
         breaker: _Breaker,
     ) -> None:
         """Hold a transport-level failure unsettled; trip the breaker at its threshold."""
@@ -362,7 +323,7 @@ class PhotoDownloader:
             message = redact_text(breaker.summary(), self.secrets)
             flow.halt(ProxyError(message))
 
-    def _charge(self, suspects: Sequence[_Suspect], flow: _Flow, tally: _Tally) -> None:
+    def _charge(self, suspects: Sequence[_Suspect], flow: _Flow, tally: RunCounts) -> None:
         """Fail the products a broken streak held: their errors were theirs after all."""
         for held in suspects:
             if flow.stop.is_set():
@@ -384,7 +345,7 @@ class PhotoDownloader:
         self,
         claim: Claim,
         flow: _Flow,
-        tally: _Tally,
+        tally: RunCounts,
         *,
         urls: tuple[str, ...] = (),
         error: str | None = None,
@@ -402,12 +363,12 @@ class PhotoDownloader:
             tally.add(lease_lost=1)
             _log.warning("download: lease of %s lost before it was written", _name(claim.product))
         elif error is None:
-            tally.add(stored=1)
+            tally.add(done=1)
         else:
             tally.add(failed=1)
             _log.warning("download: %s failed: %s", _name(claim.product), error)
 
-    def _store_photos(self, product: Product, tally: _Tally) -> tuple[str, ...]:
+    def _store_photos(self, product: Product, tally: RunCounts) -> tuple[str, ...]:
         """Fetch, validate and upload every photo of ``product`` in order; return their URLs."""
         sources = [
             # The catalog keeps the CDN's width placeholder; the document asks for 1920.
@@ -437,7 +398,7 @@ class PhotoDownloader:
                 raise ProductError(f"{where}: {exc}", product=_name(product)) from exc
             key = original_key(product.brand, product.external_id, n)
             stored.append(self.store.put(key, photo.content, photo.content_type))
-            tally.add(photos=1)
+            tally.add(photos_stored=1)
         # The product may have had more photos before a re-collect: their objects would
         # stay public forever. Deleted by key (a LIST per product would cost more and could
         # catch another product's keys), up to the most this stage ever stores.
@@ -454,7 +415,7 @@ class PhotoDownloader:
         text = redact_text(f"download: {exc}", self.secrets)
         return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
-    def _result(self, tally: _Tally, outage: OutageError | None) -> RunResult:
+    def _result(self, tally: RunCounts, outage: OutageError | None) -> RunResult:
         message = None
         if outage is not None:
             message = redact_text(f"{type(outage).__name__}: {outage}", self.secrets)
@@ -464,18 +425,20 @@ class PhotoDownloader:
             status = RunStatus.PARTIAL if tally.failed else RunStatus.SUCCESS
         return RunResult(
             status=status,
-            records_fetched=tally.claimed,
-            records_new=tally.stored,
+            records_fetched=tally.taken,
+            records_new=tally.done,
             records_errors=tally.failed,
             error_message=message,
-            metadata={
-                "batches": tally.batches,
-                "photos_stored": tally.photos,
-                "lease_lost": tally.lease_lost,
-                "released": tally.released,
-                "breaker_held": tally.breaker_held,
-            },
+            metadata=dict(tally.detail),
+            items=tally.items(),
         )
+
+
+def _counts() -> RunCounts:
+    """The run's counts; their names are its ``scraper_logs`` metadata keys."""
+    return RunCounts.of(
+        "batches", "photos_stored", "breaker_held", skipping=("lease_lost", "released")
+    )
 
 
 class _Stopped(Exception):  # noqa: N818  # control flow, not an error

@@ -29,7 +29,7 @@ from datetime import timedelta
 
 import attrs
 
-from undecat.domain.models import Claim, RunResult
+from undecat.domain.models import Claim, RunCounts, RunResult
 from undecat.domain.production import CatalogEntry, Verdict, verify
 from undecat.domain.stages import ProductionDone
 from undecat.domain.status import RunStatus, SyncStatus
@@ -43,20 +43,6 @@ _log = logging.getLogger("undecat.jobs.sync")
 #: Availability rows are copied from a little before the newest answer production holds: a
 #: poll writes its rows in batches, so a row fetched earlier may be committed later.
 AVAILABILITY_SLACK = timedelta(hours=2)
-
-
-@attrs.define
-class _Tally:
-    claimed: int = 0
-    synced: int = 0
-    skipped: int = 0
-    deactivated: int = 0
-    not_ready: int = 0
-    lease_lost: int = 0
-    products_changed: int = 0
-    stores_changed: int = 0
-    availability_changed: int = 0
-    availability_rows: int = 0
 
 
 @attrs.frozen
@@ -73,27 +59,36 @@ class ProductionSync:
 
     def run(self) -> RunResult:
         """Sync every claimable pending product, then stores and availability."""
-        tally = _Tally()
+        tally = RunCounts.of(
+            "deactivated",
+            "products_changed",
+            "stores_changed",
+            "availability_changed",
+            "availability_rows",
+            skipping=("not_ready", "lease_lost"),
+        )
         held: list[Claim] = []
         started = self.clock.monotonic()
         try:
             while claims := self.queue.claim(self.owner, self.batch_size, self.lease):
-                tally.claimed += len(claims)
+                tally.add(taken=len(claims))
                 self._batch(claims, tally, held)
-            tally.stores_changed = self.production.upsert_stores(self.source.all_stores())
+            tally.add(stores_changed=self.production.upsert_stores(self.source.all_stores()))
             mark = self.production.availability_watermark()
             records = self.source.latest_availability(
                 None if mark is None else mark - AVAILABILITY_SLACK
             )
-            tally.availability_rows = len(records)
-            tally.availability_changed = self.production.upsert_availability(records)
+            tally.add(
+                availability_rows=len(records),
+                availability_changed=self.production.upsert_availability(records),
+            )
         except UndecatError as exc:
             self._release(held)
             return self._result(tally, started, exc)
         self._release(held)
         return self._result(tally, started, None)
 
-    def _batch(self, claims: Sequence[Claim], tally: _Tally, held: list[Claim]) -> None:
+    def _batch(self, claims: Sequence[Claim], tally: RunCounts, held: list[Claim]) -> None:
         try:
             entries = {e.staging_id: e for e in self.source.entries([c.product.id for c in claims])}
             ready: list[tuple[Claim, CatalogEntry]] = []
@@ -113,20 +108,20 @@ class ProductionSync:
                     skipped.append((claim, verdict.reason or "sync: skipped"))
                 else:
                     held.append(claim)
-                    tally.not_ready += 1
+                    tally.add(not_ready=1)
             # Production first: staging is marked only once production holds the values.
-            tally.products_changed += self.production.upsert_products([e for _, e in ready])
-            tally.deactivated += self.production.deactivate([e for _, e in delisted])
+            tally.add(products_changed=self.production.upsert_products([e for _, e in ready]))
+            tally.add(deactivated=self.production.deactivate([e for _, e in delisted]))
             marks = [(c, ProductionDone(SyncStatus.SYNCED)) for c, _ in (*ready, *delisted)]
             marks += [(c, ProductionDone(SyncStatus.SKIPPED, reason)) for c, reason in skipped]
             for claim, outcome in marks:
                 if self.queue.complete(claim, outcome):
                     if outcome.status is SyncStatus.SYNCED:
-                        tally.synced += 1
+                        tally.add(done=1)
                     else:
-                        tally.skipped += 1
+                        tally.add(skipped=1)
                 else:
-                    tally.lease_lost += 1
+                    tally.add(lease_lost=1)
         except UndecatError:
             # Hand back the whole batch: rows already completed have no owner any more, so
             # the release leaves them alone.
@@ -142,26 +137,21 @@ class ProductionSync:
         except OutageError as exc:  # the database is gone too: the leases lapse on their own
             _log.error("sync: could not hand back %d claim(s): %s", len(claims), exc)
 
-    def _result(self, tally: _Tally, started: float, error: UndecatError | None) -> RunResult:
+    def _result(self, tally: RunCounts, started: float, error: UndecatError | None) -> RunResult:
         metadata = {
-            "claimed": tally.claimed,
-            "synced": tally.synced,
+            "claimed": tally.taken,
+            "synced": tally.done,
             "skipped": tally.skipped,
-            "deactivated": tally.deactivated,
-            "not_ready": tally.not_ready,
-            "lease_lost": tally.lease_lost,
-            "products_changed": tally.products_changed,
-            "stores_changed": tally.stores_changed,
-            "availability_rows": tally.availability_rows,
-            "availability_changed": tally.availability_changed,
+            **tally.detail,
             "seconds": round(self.clock.monotonic() - started, 3),
         }
         return RunResult(
             status=RunStatus.FAILED if error is not None else RunStatus.SUCCESS,
-            records_fetched=tally.claimed,
-            records_updated=tally.products_changed + tally.deactivated,
-            records_new=tally.synced,
+            records_fetched=tally.taken,
+            records_updated=tally["products_changed"] + tally["deactivated"],
+            records_new=tally.done,
             records_errors=0,
             error_message=None if error is None else f"{type(error).__name__}: {error}",
             metadata=metadata,
+            items=tally.items(),
         )

@@ -33,7 +33,7 @@ from datetime import timedelta
 
 import attrs
 
-from undecat.domain.models import Claim, RunResult
+from undecat.domain.models import Claim, RunCounts, RunResult
 from undecat.domain.status import RunStatus, XimilarStatus
 from undecat.domain.ximilar import (
     MAX_RECORDS_PER_REQUEST,
@@ -49,49 +49,45 @@ from undecat.jobs.runlog import StopToken
 from undecat.ports import VisualIndex, WorkQueue, XimilarLedger
 from undecat.redact import redact_url
 
-__all__ = ["SyncTally", "ximilar_retry", "ximilar_sync"]
+__all__ = ["ximilar_retry", "ximilar_sync"]
 
 _log = logging.getLogger("undecat.jobs.ximilar")
 
 _PILOT = "pilot"
 
 
-@attrs.define
-class SyncTally:
-    """Counts of one run, reported in ``scraper_logs``."""
+#: The run's further counts, by their ``scraper_logs`` metadata names (see :func:`_metadata`).
+_COUNTS = (
+    "synced",
+    "partial",
+    "removed",
+    "inserted",
+    "adopted",
+    "deleted",
+    "insert_requests",
+    "delete_requests",
+    "get_requests",
+)
 
-    claimed: int = 0
-    completed: int = 0
-    synced: int = 0
-    partial: int = 0
-    removed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    inserted: int = 0
-    adopted: int = 0  # found already in the collection after an unfinished attempt
-    deleted: int = 0
-    insert_requests: int = 0
-    delete_requests: int = 0
-    get_requests: int = 0
 
-    def metadata(self, *, dry_run: bool) -> dict[str, object]:
-        """The run's metadata: what was done and what it cost."""
-        return {
-            "dry_run": dry_run,
-            "products_synced": self.synced,
-            "products_partial": self.partial,
-            "products_removed": self.removed,
-            "products_skipped": self.skipped,
-            "records_inserted": self.inserted,
-            "records_adopted": self.adopted,
-            "records_deleted": self.deleted,
-            "requests": {
-                "insert": self.insert_requests,
-                "delete": self.delete_requests,
-                "get": self.get_requests,
-            },
-            "credits": self.inserted,
-        }
+def _metadata(tally: RunCounts, *, dry_run: bool) -> dict[str, object]:
+    """The run's metadata: what was done and what it cost."""
+    return {
+        "dry_run": dry_run,
+        "products_synced": tally["synced"],
+        "products_partial": tally["partial"],
+        "products_removed": tally["removed"],
+        "products_skipped": tally.skipped,
+        "records_inserted": tally["inserted"],
+        "records_adopted": tally["adopted"],
+        "records_deleted": tally["deleted"],
+        "requests": {
+            "insert": tally["insert_requests"],
+            "delete": tally["delete_requests"],
+            "get": tally["get_requests"],
+        },
+        "credits": tally["inserted"],
+    }
 
 
 def ximilar_sync(
@@ -113,7 +109,7 @@ def ximilar_sync(
     photo URL is not under it (a row another role forged) fails with a reason and is
     never sent. A ``stop`` request is honoured between batches (one batch is a few requests).
     """
-    tally = SyncTally()
+    tally = RunCounts.of(*_COUNTS)
     held: list[Claim] = []  # dry run: claims kept until the end, then released
     seen: set[int] = set()
     try:
@@ -127,7 +123,7 @@ def ximilar_sync(
             if not fresh:
                 break
             seen.update(c.product.id for c in fresh)
-            tally.claimed += len(fresh)
+            tally.add(taken=len(fresh))
             _Batch(
                 queue, index, fresh, tally, dry_run=dry_run, ledger=ledger, photo_base=photo_base
             ).run()
@@ -138,11 +134,12 @@ def ximilar_sync(
     status = RunStatus.PARTIAL if tally.failed else RunStatus.SUCCESS
     return RunResult(
         status=status,
-        records_fetched=tally.claimed,
-        records_new=tally.inserted,
-        records_updated=tally.completed,
+        records_fetched=tally.taken,
+        records_new=tally["inserted"],
+        records_updated=tally.done,
         records_errors=tally.failed,
-        metadata=tally.metadata(dry_run=dry_run),
+        metadata=_metadata(tally, dry_run=dry_run),
+        items=tally.items(),
     )
 
 
@@ -182,7 +179,7 @@ class _Batch:
         queue: WorkQueue,
         index: VisualIndex,
         claims: Sequence[Claim],
-        tally: SyncTally,
+        tally: RunCounts,
         *,
         dry_run: bool,
         ledger: XimilarLedger | None = None,
@@ -202,14 +199,14 @@ class _Batch:
                 # Never sent: only pilot products belong in the collection.
                 _log.warning("ximilar: %s is not a pilot product", claim.product.external_id)
                 queue.release([claim])
-                tally.skipped += 1
+                tally.add(skipped=1)
                 continue
             foreign = _foreign_photo(plan, photo_base)
             if foreign is not None:
                 _log.warning("ximilar: %s %s", claim.product.external_id, foreign)
                 if not dry_run:
                     queue.fail(claim, f"ximilar: {foreign}; nothing was sent")
-                tally.failed += 1
+                tally.add(failed=1)
                 continue
             self._claims.append(claim)
             self._plans[claim.product.id] = plan
@@ -241,7 +238,7 @@ class _Batch:
     def _delete_stale(self) -> None:
         stale = [rid for c in self._claims for rid in self._plans[c.product.id].stale_ids]
         for chunk in chunked(stale, MAX_RECORDS_PER_REQUEST):
-            self._tally.delete_requests += 1
+            self._tally.add(delete_requests=1)
             gone = self._index.delete(list(chunk))
             self._deleted |= gone
             self._note_reasons(gone)
@@ -254,10 +251,10 @@ class _Batch:
             for record in self._plans[claim.product.id].to_insert
         ]
         for chunk in chunked(ids, MAX_RECORDS_PER_REQUEST):
-            self._tally.get_requests += 1
+            self._tally.add(get_requests=1)
             held = self._index.existing(list(chunk))
             self._inserted |= held
-            self._tally.adopted += len(held)
+            self._tally.add(adopted=len(held))
 
     def _insert(self) -> None:
         pending = [
@@ -276,10 +273,10 @@ class _Batch:
             pending = [(pid, record) for pid, record in pending if pid in noted]
         for chunk in chunked(pending, MAX_RECORDS_PER_REQUEST):
             self._sent.update(product_id for product_id, _ in chunk)
-            self._tally.insert_requests += 1
+            self._tally.add(insert_requests=1)
             confirmed = self._index.insert([record.fields() for _, record in chunk])
             self._inserted |= confirmed
-            self._tally.inserted += len(confirmed)
+            self._tally.add(inserted=len(confirmed))
             self._note_reasons(confirmed)
 
     def _note_reasons(self, reply: set[str]) -> None:
@@ -302,23 +299,23 @@ class _Batch:
         if problems:
             _log.warning("ximilar: %s failed: %s", plan.external_id, "; ".join(problems))
             self._queue.fail(claim, "ximilar: " + "; ".join(problems))
-            self._tally.failed += 1
+            self._tally.add(failed=1)
             return
         progress = settle(plan, inserted=self._inserted, deleted=self._deleted)
-        self._tally.deleted += sum(1 for rid in plan.stale_ids if rid in self._deleted)
+        self._tally.add(deleted=sum(1 for rid in plan.stale_ids if rid in self._deleted))
         if not self._queue.complete(claim, progress):
             _log.warning(
                 "ximilar: lost the lease of %s; its result is not written", plan.external_id
             )
             return
         self._written.append(claim.product.id)
-        self._tally.completed += 1
+        self._tally.add(done=1)
         if plan.removal:
-            self._tally.removed += 1
+            self._tally.add(removed=1)
         elif progress.status == XimilarStatus.SYNCED:
-            self._tally.synced += 1
+            self._tally.add(synced=1)
         else:
-            self._tally.partial += 1
+            self._tally.add(partial=1)
 
     def _give_back(self, claims: Sequence[Claim]) -> None:
         """Outage: hand ``claims`` back; those with records in flight keep their attempt."""

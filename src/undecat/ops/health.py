@@ -136,10 +136,11 @@ def _grants(health: Any, host: str) -> CheckResult:
 
 def _bucket(config: Config, host: str, store: Any) -> str:
     from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
+    from undecat.settings import object_store_settings  # noqa: PLC0415
 
     own = store is None
     if own:
-        store = open_object_store(config)
+        store = open_object_store(object_store_settings(config))
     try:
         folder = f"{_PROBE_PREFIX}{host}-{uuid.uuid4().hex}"
         key = f"{folder}/probe.txt"

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from undecat.adapters.imaging.media_pair import MediaLimits, PairChecker
-from undecat.adapters.objectstore import s3_settings
 from undecat.adapters.objectstore.user_media import UserMediaStore
 from undecat.adapters.postgres.connection import Database
 from undecat.adapters.postgres.user_media import PostgresMediaIndex
 from undecat.config import Config
 from undecat.errors import ConfigError
+from undecat.settings import s3_settings
 
 if TYPE_CHECKING:
     import psycopg_pool

@@ -4,69 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from undecat.config import Config
 from undecat.domain.keys import MEDIA_FILES, MediaItem, MediaKind, check_user_id, media_item
 from undecat.domain.user_media import (
-    CheckedPair,
     ErasureReport,
-    IndexedObject,
     KindUsage,
     StoredItem,
     Usage,
     checked_lifetime,
 )
 from undecat.errors import UndecatError, UserMediaError
+from undecat.ports import MediaChecker, MediaIndex, MediaObjects
 
 if TYPE_CHECKING:
     import psycopg_pool
 
 __all__ = ["MediaChecker", "MediaIndex", "MediaObjects", "UserMedia"]
-
-
-class MediaObjects(Protocol):
-    """The bucket: objects addressed by checked items, never by raw keys."""
-
-    def put_pair(self, item: MediaItem, main: bytes, thumb: bytes) -> None:
-        """Upload the item's image, then its thumbnail."""
-
-    def signed_urls(self, item: MediaItem, lifetime: timedelta) -> tuple[str, str]:
-        """Presigned GET URLs of the item's (image, thumbnail)."""
-
-    def delete_items(self, items: Sequence[MediaItem]) -> None:
-        """Delete both objects of each item (missing ones count as deleted)."""
-
-
-class MediaIndex(Protocol):
-    """The index of the bucket (it allows no LIST)."""
-
-    def begin(self, item: MediaItem, main_bytes: int, thumb_bytes: int) -> uuid.UUID:
-        """Record the item's two objects as incomplete; return the attempt id."""
-
-    def complete(self, item: MediaItem, attempt: uuid.UUID) -> int:
-        """Mark the rows of ``attempt`` complete; return how many rows were."""
-
-    def attempts(self, item: MediaItem) -> list[tuple[str, uuid.UUID]]:
-        """(key, attempt) of each indexed object of the item."""
-
-    def forget(self, entries: Sequence[tuple[str, uuid.UUID]]) -> list[str]:
-        """Delete the rows whose (key, attempt) is listed; return the keys deleted."""
-
-    def next_batch(self, user_id: str, limit: int) -> list[IndexedObject]:
-        """Up to ``limit`` indexed objects of one user."""
-
-    def totals(self, user_id: str) -> Mapping[MediaKind, KindUsage]:
-        """Complete items and bytes of one user per kind."""
-
-
-class MediaChecker(Protocol):
-    """Checks an upload pair before anything is written."""
-
-    def check(self, main: bytes, thumb: bytes, *, main_name: str) -> CheckedPair:
-        """The pair as it will be stored; UserMediaError when refused."""
 
 
 class UserMedia:

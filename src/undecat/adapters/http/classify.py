@@ -11,8 +11,9 @@ The rule, from what urllib3 shows us through a forwarding proxy:
 * **The proxy works but the origin does not -> this photo's fault**
   (:class:`~undecat.errors.PhotoError`). ``proxy.py`` (like most proxies) answers a
   ``CONNECT`` to an unreachable origin with 502/504, and a forwarded request with a 502
-  response; urllib3 reports the former as ``ProxyError('Tunnel connection failed: 502 ...')``.
-  Such a tunnel status is read back out of the message and handled like any status of
+  response; the fetcher's connection raises the former as :class:`TunnelRefusedError`
+  (inside urllib3's ``ProxyError``), whose ``status`` and ``reason`` attributes
+  :func:`tunnel_status` reads. Such a tunnel status is handled like any status of
   the origin: 404/410/other 4xx and 5xx fail the photo, 429/503 back off first.
 * **The transfer fails -> this photo's fault**: too slow (read time-out), connection cut
   mid-body (``IncompleteRead``), a certificate that does not verify (TLS is never turned
@@ -34,7 +35,6 @@ request of the batch has reported an outage, and hands those products back inste
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from urllib3 import exceptions as u3
@@ -47,13 +47,17 @@ from undecat.errors import (
     UndecatError,
 )
 
-__all__ = ["GATEWAY_STATUSES", "request_failure", "status_failure", "tunnel_status"]
+__all__ = [
+    "GATEWAY_STATUSES",
+    "TunnelRefusedError",
+    "request_failure",
+    "status_failure",
+    "tunnel_status",
+]
 
 #: Statuses a proxy gives when it could not reach the origin.
 GATEWAY_STATUSES = frozenset({502, 504})
 
-# The reason stops at a quote or bracket: the message may be quoted inside an exception repr.
-_TUNNEL = re.compile(r"Tunnel connection failed: (\d{3})\s*([^'\"()\[\]]*)")
 _REASONS = {
     400: "bad request",
     401: "unauthorized",
@@ -68,12 +72,20 @@ _REASONS = {
 }
 
 
+class TunnelRefusedError(OSError):
+    """The proxy answered our ``CONNECT`` with a status other than 200 (no tunnel opened)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"Tunnel connection failed: {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
 def tunnel_status(exc: u3.ProxyError) -> tuple[int, str] | None:
     """Return the status the proxy gave a ``CONNECT``, or None when it gave none."""
-    for candidate in (exc.__cause__, exc.__context__, *exc.args, exc):
-        match = _TUNNEL.search(str(candidate)) if candidate is not None else None
-        if match:
-            return int(match.group(1)), match.group(2).strip()
+    for candidate in (exc.__cause__, exc.__context__, *exc.args):
+        if isinstance(candidate, TunnelRefusedError):
+            return candidate.status, candidate.reason
     return None
 
 

@@ -28,12 +28,15 @@ rule in :mod:`.classify`.
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.client
 import os
 import random
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
@@ -45,12 +48,16 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import make_headers
 
-from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
-from undecat.adapters.http.classify import request_failure, status_failure, tunnel_status
+from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
+from undecat.adapters.http.classify import (
+    TunnelRefusedError,
+    request_failure,
+    status_failure,
+    tunnel_status,
+)
 from undecat.adapters.http.politeness import Politeness
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
-from undecat.config import Config
 from undecat.errors import ConfigError, PhotoError, UndecatError
 from undecat.ports import Clock
 from undecat.redact import Secret, redact_url
@@ -66,7 +73,7 @@ _ACCEPT = "image/jpeg,image/png;q=0.9,image/webp;q=0.8,image/*;q=0.7,*/*;q=0.5"
 
 @attrs.frozen
 class FetchSettings:
-    """What the fetcher needs from the configuration."""
+    """What the fetcher needs (read from the configuration by ``undecat.settings``)."""
 
     proxy_url: Secret | None
     allowed_hosts: tuple[str, ...]
@@ -80,22 +87,6 @@ class FetchSettings:
     delay_max: float = 2.0
     max_redirects: int = 5
     connect_timeout: float = 10.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> FetchSettings:
-        """Read the settings from the configuration."""
-        return cls(
-            proxy_url=config.proxy_url,
-            allowed_hosts=config.allowed_photo_hosts,
-            http_hosts=config.allowed_photo_http_hosts,
-            ca_bundle=config.proxy_ca_bundle,
-            timeout=config.download_timeout,
-            max_bytes=config.max_photo_bytes,
-            backoff=config.backoff_schedule,
-            concurrency=config.concurrent_downloads,
-            delay_min=config.download_delay_min,
-            delay_max=config.download_delay_max,
-        )
 
 
 @attrs.frozen
@@ -128,6 +119,14 @@ class _Status:
     reason: str
     retry_after: str | None
     tunnel: bool
+
+
+@attrs.define
+class _Walk:
+    """Where a fetch has got to: the URL it asks now and the redirects followed so far."""
+
+    current: str
+    redirects: int = 0
 
 
 class ProxyPhotoFetcher:
@@ -168,50 +167,54 @@ class ProxyPhotoFetcher:
 
     def fetch(self, url: str, *, deadline: float) -> Photo:
         """Fetch ``url`` before monotonic time ``deadline``; PhotoError or ProxyError."""
-        current = self._hosts.check(url)
-        redirects = busy = 0
+        walk = _Walk(self._hosts.check(url))
+        shown = _shown(url)
+
+        def before_wait(seconds: float, busy: Busy) -> None:
+            if self._clock.monotonic() + seconds >= deadline:
+                raise PhotoError(
+                    f"{busy.reason}: asked to wait {seconds:g} s, past the product's time limit",
+                    url=shown,
+                )
+
+        policy = retrying(self._settings.backoff, self._clock, before_wait=before_wait)
+        try:
+            return policy(self._follow, walk, url, deadline)
+        except Busy as exc:
+            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
+            raise PhotoError(
+                f"{exc.reason} still after backing off {waited} s", url=shown
+            ) from None
+
+    def _follow(self, walk: _Walk, url: str, deadline: float) -> Photo:
+        """One attempt: follow redirects to a photo; :class:`Busy` for a 429/503 answer."""
         while True:
             if self._clock.monotonic() >= deadline:
                 raise PhotoError("too slow: the product's time limit ran out", url=_shown(url))
             with self.politeness.slot():
-                answer = self._attempt(current, deadline)
+                answer = self._attempt(walk.current, deadline)
             if isinstance(answer, Photo):
                 return Photo(url=url, content=answer.content, content_type=answer.content_type)
             if isinstance(answer, _Redirect):
-                redirects += 1
-                if redirects > self._settings.max_redirects:
+                walk.redirects += 1
+                if walk.redirects > self._settings.max_redirects:
                     raise PhotoError(
                         f"more than {self._settings.max_redirects} redirects", url=_shown(url)
                     )
-                target = urljoin(current, answer.location)
+                target = urljoin(walk.current, answer.location)
                 try:
-                    current = self._hosts.check(target)
+                    walk.current = self._hosts.check(target)
                 except PhotoError as exc:
                     raise PhotoError(
                         f"redirected to a refused URL: {exc}", url=_shown(url)
                     ) from exc
                 continue
-            busy = self._back_off(answer, busy, url, deadline)
-
-    def _back_off(self, answer: _Status, busy: int, url: str, deadline: float) -> int:
-        """Wait before retrying a busy answer, or raise the answer's error."""
-        if answer.status not in BUSY_STATUSES:
-            raise status_failure(answer.status, answer.reason, _shown(url), tunnel=answer.tunnel)
-        busy += 1
-        asked = retry_after_seconds(answer.retry_after, self._clock.now())
-        wait = backoff_wait(busy, self._settings.backoff, asked)
-        if wait is None:
-            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
-            raise PhotoError(
-                f"HTTP {answer.status} still after backing off {waited} s", url=_shown(url)
-            )
-        if self._clock.monotonic() + wait >= deadline:
-            raise PhotoError(
-                f"HTTP {answer.status}: asked to wait {wait:g} s, past the product's time limit",
-                url=_shown(url),
-            )
-        self._clock.sleep(wait)
-        return busy
+            if answer.status not in BUSY_STATUSES:
+                raise status_failure(
+                    answer.status, answer.reason, _shown(url), tunnel=answer.tunnel
+                )
+            asked = retry_after_seconds(answer.retry_after, self._clock.now())
+            raise Busy(f"HTTP {answer.status}", retry_after=asked)
 
     def _attempt(self, url: str, product_deadline: float) -> Photo | _Redirect | _Status:
         """Send one request and read its answer within the photo's time limit."""
@@ -434,8 +437,41 @@ class _WatchedConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
+class _TunnelAnswer(http.client.HTTPResponse):
+    """The proxy's answer to a ``CONNECT``: its status line is handed to ``on_status``."""
+
+    def __init__(
+        self, sock: socket.socket, *, method: str | None, on_status: Callable[[int, str], None]
+    ) -> None:
+        super().__init__(sock, method=method)
+        self._on_status = on_status
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        self._on_status(status, reason.strip())
+        return version, status, reason
+
+
 class _WatchedTLSConnection(HTTPSConnection):
-    """An HTTPS connection that hands its socket to the thread's :class:`_Watch`."""
+    """An HTTPS connection that hands its socket to the thread's :class:`_Watch`.
+
+    A tunnel the proxy refuses raises :class:`TunnelRefusedError` with the proxy's status
+    and reason as attributes (the standard library only puts them in its message).
+    """
+
+    def _tunnel(self) -> None:
+        answers: list[tuple[int, str]] = []
+        self.response_class = functools.partial(  # type: ignore[assignment]
+            _TunnelAnswer, on_status=lambda status, reason: answers.append((status, reason))
+        )
+        try:
+            super()._tunnel()
+        except OSError as exc:
+            if answers and answers[-1][0] != HTTPStatus.OK:
+                raise TunnelRefusedError(*answers[-1]) from exc
+            raise
+        finally:
+            del self.response_class
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()

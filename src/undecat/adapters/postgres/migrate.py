@@ -33,6 +33,7 @@ from typing import Any
 
 import attrs
 import psycopg
+import tenacity
 from psycopg.rows import dict_row
 
 from undecat.adapters.postgres.connection import password_of, translate_errors
@@ -210,19 +211,23 @@ def _apply_all(
     for migration in migrations:
         if migration.filename in recorded:
             continue
-        for attempt in range(1, attempts + 1):
-            try:
-                done = _apply_one(conn, migration, lock_timeout, secrets)
-                break
-            except _LockTimeoutError as exc:
-                if attempt == attempts:
-                    raise MigrationError(
-                        f"{migration.filename} not applied: a table it changes stayed"
-                        f" locked (lock_timeout {lock_timeout:g} s, {attempts} attempts):"
-                        f" {exc}; wait for long queries to end (pg_stat_activity) and run"
-                        " undecat migrate again"
-                    ) from exc
-                sleep(min(2.0**attempt, 30.0))
+        # Each try waits 2, 4, 8, 16, then 30 s before the next (tenacity, through ``sleep``).
+        policy = tenacity.Retrying(
+            sleep=sleep,
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_exponential(multiplier=2, max=30),
+            retry=tenacity.retry_if_exception_type(_LockTimeoutError),
+            reraise=True,
+        )
+        try:
+            done = policy(_apply_one, conn, migration, lock_timeout, secrets)
+        except _LockTimeoutError as exc:
+            raise MigrationError(
+                f"{migration.filename} not applied: a table it changes stayed"
+                f" locked (lock_timeout {lock_timeout:g} s, {attempts} attempts):"
+                f" {exc}; wait for long queries to end (pg_stat_activity) and run"
+                " undecat migrate again"
+            ) from exc
         if done:
             applied_now.append(migration.filename)
     return applied_now

@@ -396,28 +396,6 @@ class PostgresWorkQueue:
             cur.execute(query, params)
             return cur.rowcount == 1
 
-    def postpone(self, claim: Claim, message: str, delay: timedelta) -> bool:
-        """Try the product again after ``delay``; failed once its attempts are used up."""
-        if claim.attempt >= self._max_attempts:
-            return self.fail(claim, f"{message} (gave up after {claim.attempt} attempts)")
-        query = self._fmt(
-            "UPDATE raw_products SET {next} = now() + %(delay)s, error_message = %(message)s,"
-            " {owner} = NULL, {lease} = NULL"
-            " WHERE id = %(id)s AND {owner} = %(owner)s AND {token} = %(token)s"
-        )
-        params = {
-            "delay": delay,
-            "message": redact_text(message)[:2000],
-            "id": claim.product.id,
-            "owner": claim.owner,
-            "token": claim.token,
-        }
-        with self._db.transaction(
-            f"postponing {self.stage.value} of {claim.product.external_id}"
-        ) as cur:
-            cur.execute(query, params)
-            return cur.rowcount == 1
-
     def release(self, claims: Sequence[Claim]) -> int:
         """Hand products back untouched; the attempt is not counted (it was an outage)."""
         return self._held(

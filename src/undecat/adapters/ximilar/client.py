@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import urllib3
 
+from undecat.adapters.http.backoff import Busy, retrying
 from undecat.adapters.ximilar.limiter import RateLimiter
 from undecat.adapters.ximilar.wire import (
     WireRecord,
@@ -65,14 +66,20 @@ class _Answer:
     snippet: str  # the start of the body, for messages
 
 
-class _TransientError(Exception):
+class _TransientError(Busy):
     """A failure worth retrying; ``maybe_done``: the server may have acted on it."""
 
     def __init__(self, reason: str, *, maybe_done: bool, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, retry_after=retry_after)
         self.maybe_done = maybe_done
-        self.retry_after = retry_after
+
+
+@attrs.define
+class _Pending:
+    """What a request still has to send, and whether to ask the collection first."""
+
+    payload: dict[str, Any]
+    recheck: bool = False
 
 
 class XimilarClient:
@@ -242,25 +249,29 @@ class XimilarClient:
         recheck: Callable[[], dict[str, Any] | None] | None = None,
     ) -> _Answer | None:
         """Send with bounded retries; None when ``recheck`` found nothing left to send."""
-        attempts = len(self._backoff) + 1
-        for attempt in range(attempts):
+        pending = _Pending(payload)
+
+        def attempt() -> _Answer | None:
+            if pending.recheck and recheck is not None:
+                again = recheck()
+                if again is None:
+                    return None
+                pending.payload = again
             try:
-                return self._exchange(method, payload)
+                return self._exchange(method, pending.payload)
             except _TransientError as exc:
-                if attempt == attempts - 1:
-                    raise RemoteServiceError(
-                        f"Ximilar {method}: gave up after {attempts} attempts: {exc.reason}"
-                    ) from exc
-                delay = self._backoff[attempt]
-                if exc.retry_after is not None:
-                    delay = min(max(exc.retry_after, delay), self._max_retry_after)
-                self._clock.sleep(delay)
-                if exc.maybe_done and recheck is not None:
-                    again = recheck()
-                    if again is None:
-                        return None
-                    payload = again
-        raise AssertionError("unreachable")  # pragma: no cover
+                pending.recheck = exc.maybe_done
+                raise
+
+        policy = retrying(
+            self._backoff, self._clock, on=_TransientError, max_retry_after=self._max_retry_after
+        )
+        try:
+            return policy(attempt)
+        except _TransientError as exc:
+            raise RemoteServiceError(
+                f"Ximilar {method}: gave up after {len(self._backoff) + 1} attempts: {exc.reason}"
+            ) from exc
 
     def _exchange(self, method: str, payload: dict[str, Any]) -> _Answer:
         """One request, no retry; retryable outcomes raise :class:`_TransientError`."""

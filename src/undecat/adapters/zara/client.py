@@ -44,9 +44,8 @@ import urllib3
 from urllib3 import exceptions as u3
 from urllib3.util import make_headers
 
-from undecat.adapters.http.backoff import BUSY_STATUSES, backoff_wait, retry_after_seconds
+from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
 from undecat.adapters.http.politeness import Politeness
-from undecat.config import Config
 from undecat.domain.models import SizeInStock, Store
 from undecat.errors import (
     BlockedError,
@@ -65,7 +64,7 @@ _STOCK_KEY = "sizesAvailableAndLocationsByPhysicalStores"
 
 @attrs.frozen
 class ZaraSettings:
-    """What the client needs from the configuration."""
+    """What the client needs (read from the configuration by ``undecat.settings``)."""
 
     user_agent: str
     base_url: str = "https://www.zara.com"
@@ -82,28 +81,6 @@ class ZaraSettings:
     concurrency: int = 1
     delay_min: float = 5.0
     delay_max: float = 8.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> ZaraSettings:
-        """Read the settings; ConfigError naming ``ZARA_USER_AGENT`` when it is unset."""
-        if not config.zara_user_agent:
-            raise ConfigError("ZARA_USER_AGENT is not set (the user agent of Zara's API)")
-        return cls(
-            user_agent=config.zara_user_agent,
-            base_url=config.zara_base_url,
-            country=config.zara_country,
-            lang=config.zara_lang,
-            lat=config.zara_store_lat,
-            lng=config.zara_store_lng,
-            radius=config.zara_store_radius,
-            proxy_url=config.proxy_url,
-            ca_bundle=config.proxy_ca_bundle,
-            timeout=config.download_timeout,
-            backoff=config.backoff_schedule,
-            concurrency=config.availability_concurrency,
-            delay_min=config.availability_delay_min,
-            delay_max=config.availability_delay_max,
-        )
 
 
 @attrs.frozen
@@ -207,27 +184,29 @@ class ZaraClient:
     # HTTP ---------------------------------------------------------------------------------
 
     def _get(self, url: str, what: str) -> _Answer:
-        busy = 0
-        while True:
-            with self.politeness.slot():
-                answer = self._send(url, what)
-            if answer.status in (200, 404):
-                return answer
-            if answer.status == 403:
-                raise BlockedError(f"Zara {what}: HTTP 403, the anti-bot block")
-            if answer.status not in BUSY_STATUSES:
-                raise RemoteServiceError(f"Zara {what}: unexpected HTTP {answer.status}")
-            busy += 1
-            asked = retry_after_seconds(answer.retry_after, self._clock.now())
-            if asked is not None:
-                asked = min(asked, self._settings.max_retry_after)
-            wait = backoff_wait(busy, self._settings.backoff, asked)
-            if wait is None:
-                waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
-                raise RemoteServiceError(
-                    f"Zara {what}: HTTP {answer.status} still after backing off {waited} s"
-                )
-            self._clock.sleep(wait)
+        policy = retrying(
+            self._settings.backoff, self._clock, max_retry_after=self._settings.max_retry_after
+        )
+        try:
+            return policy(self._answer, url, what)
+        except Busy as exc:
+            waited = ", ".join(f"{s:g}" for s in self._settings.backoff)
+            raise RemoteServiceError(
+                f"Zara {what}: {exc.reason} still after backing off {waited} s"
+            ) from None
+
+    def _answer(self, url: str, what: str) -> _Answer:
+        """One request: its answer, or :class:`Busy` for a 429/503."""
+        with self.politeness.slot():
+            answer = self._send(url, what)
+        if answer.status in (200, 404):
+            return answer
+        if answer.status == 403:
+            raise BlockedError(f"Zara {what}: HTTP 403, the anti-bot block")
+        if answer.status not in BUSY_STATUSES:
+            raise RemoteServiceError(f"Zara {what}: unexpected HTTP {answer.status}")
+        asked = retry_after_seconds(answer.retry_after, self._clock.now())
+        raise Busy(f"HTTP {answer.status}", retry_after=asked)
 
     def _send(self, url: str, what: str) -> _Answer:
         headers = {
