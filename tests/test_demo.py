@@ -38,7 +38,7 @@ def rows(server: EmbeddedPostgres, database: str, sql: str) -> list[dict[str, An
 
 
 def test_demo_runs_the_whole_cycle_and_a_second_run_does_nothing(tmp_path: Path) -> None:
-    """With no environment the demo runs every stage into production; run again, it does no work."""
+    """With no environment the demo fills production; run again, it does no work and says so."""
     first = demo(tmp_path, 5)
     assert first.returncode == 0, first.stdout + first.stderr
     for job in (

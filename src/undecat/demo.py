@@ -197,7 +197,8 @@ def _due(db: Any, job: str) -> bool:
 def _work(job: str, result: Any) -> int:
     """How much the job changed: an unchanged re-import of the export counts as none."""
     changed = result.records_new + result.records_updated + result.records_errors
-    return changed if job.startswith("apify_") else changed + result.records_fetched
+    done = changed if job.startswith("apify_") else changed + result.records_fetched
+    return int(done)
 
 
 def _write_report(config: Config, db: Any, path: Path) -> str:
@@ -218,6 +219,60 @@ def _write_report(config: Config, db: Any, path: Path) -> str:
     path.write_text(render_html(report), encoding="utf-8")
     text = render_text(report)
     return text[text.index("funnel") : text.index("work per stage")].rstrip()
+
+
+def _config(data_dir: Path, staging: str, production: str, origin: str, zara: str) -> Config:
+    """The configuration every host of the demo shares (one machine, local fakes)."""
+    return Config.from_env(
+        {
+            "STAGING_DB_URL": staging,
+            "PRODUCTION_DB_URL": production,
+            "DATA_DIR": str(data_dir),
+            # The demo is one host: its objects live in a folder, said explicitly.
+            "OBJECT_STORE_DIR": str(data_dir / "objects"),
+            "ALLOWED_PHOTO_HOSTS": "127.0.0.1",
+            # The demo's origin is plain http on a free port of this machine.
+            "ALLOWED_PHOTO_HTTP_HOSTS": origin.partition("://")[2],
+            "DOWNLOAD_DELAY_MIN": "0",
+            "DOWNLOAD_DELAY_MAX": "0.05",
+            "CONCURRENT_DOWNLOADS": "4",
+            "ZARA_BASE_URL": zara,
+            "ZARA_USER_AGENT": "undecat-demo",
+            # Politeness is for zara.com; the demo's Zara is a local fake.
+            "AVAILABILITY_DELAY_MIN": "0",
+            "AVAILABILITY_DELAY_MAX": "0",
+        }
+    )
+
+
+def _run_steps(
+    config: Config, db: Any, export: Path, work: dict[str, int], failed: list[str]
+) -> None:
+    """Run the cycle's jobs in order; note each one's work in ``work``, failures in ``failed``."""
+    for host, job, argv in _steps(export):
+        if host == "pilot":
+            # An operator's choice: Zara is a pilot brand of the visual index.
+            with db.transaction("pilot") as cur:
+                cur.execute(
+                    "UPDATE raw_products SET index_scope = 'pilot' WHERE brand = 'zara'"
+                    " AND index_scope IS DISTINCT FROM 'pilot'"
+                )
+                work["pilot"] = cur.rowcount
+            continue
+        if job in _TIMED and not any(work.values()) and not _due(db, job):
+            print(f"  {host:16} {job:18} not due (ran within {_TIMED[job]}; nothing new)")  # noqa: T201
+            continue
+        with bootstrap(config, argv=argv) as jobs:
+            result = jobs.job(host, job).run()
+        work[job] = _work(job, result)
+        print(  # noqa: T201
+            f"  {host:16} {job:18} {result.status:8} fetched={result.records_fetched}"
+            f" new={result.records_new} updated={result.records_updated}"
+            f" errors={result.records_errors}",
+            flush=True,
+        )
+        if result.status == RunStatus.FAILED:
+            failed.append(f"{job}: {result.error_message}")
 
 
 def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
@@ -259,52 +314,8 @@ def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
             )
             export = data_dir / "dataset-zara.jsonl"
             _dataset(export, origin, products)
-            config = Config.from_env(
-                {
-                    "STAGING_DB_URL": staging.reveal(),
-                    "PRODUCTION_DB_URL": production,
-                    "DATA_DIR": str(data_dir),
-                    # The demo is one host: its objects live in a folder, said explicitly.
-                    "OBJECT_STORE_DIR": str(data_dir / "objects"),
-                    "ALLOWED_PHOTO_HOSTS": "127.0.0.1",
-                    # The demo's origin is plain http on a free port of this machine.
-                    "ALLOWED_PHOTO_HTTP_HOSTS": origin.partition("://")[2],
-                    "DOWNLOAD_DELAY_MIN": "0",
-                    "DOWNLOAD_DELAY_MAX": "0.05",
-                    "CONCURRENT_DOWNLOADS": "4",
-                    "ZARA_BASE_URL": zara,
-                    "ZARA_USER_AGENT": "undecat-demo",
-                    # Politeness is for zara.com; the demo's Zara is a local fake.
-                    "AVAILABILITY_DELAY_MIN": "0",
-                    "AVAILABILITY_DELAY_MAX": "0",
-                }
-            )
-            for host, job, argv in _steps(export):
-                if host == "pilot":
-                    # An operator's choice: Zara is a pilot brand of the visual index.
-                    with db.transaction("pilot") as cur:
-                        cur.execute(
-                            "UPDATE raw_products SET index_scope = 'pilot' WHERE brand = 'zara'"
-                            " AND index_scope IS DISTINCT FROM 'pilot'"
-                        )
-                        work["pilot"] = cur.rowcount
-                    continue
-                if job in _TIMED and not any(work.values()) and not _due(db, job):
-                    print(  # noqa: T201
-                        f"  {host:16} {job:18} not due (ran within {_TIMED[job]}; nothing new)"
-                    )
-                    continue
-                with bootstrap(config, argv=argv) as jobs:
-                    result = jobs.job(host, job).run()
-                work[job] = _work(job, result)
-                print(  # noqa: T201
-                    f"  {host:16} {job:18} {result.status:8} fetched={result.records_fetched}"
-                    f" new={result.records_new} updated={result.records_updated}"
-                    f" errors={result.records_errors}",
-                    flush=True,
-                )
-                if result.status == RunStatus.FAILED:
-                    failed.append(f"{job}: {result.error_message}")
+            config = _config(data_dir, staging.reveal(), production, origin, zara)
+            _run_steps(config, db, export, work, failed)
             report = data_dir / "report.html"
             funnel = _write_report(config, db, report)
         print(f"\n{funnel}")  # noqa: T201

@@ -56,7 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         segments = parts.path.strip("/").split("/")
-        status, payload = 404, {}
+        status: int = 404
+        payload: Any = {}
         if segments[2:] == ["stores-locator", "extended", "search"]:
             status = 200
             payload = [_store(n, *entry) for n, entry in enumerate(STORES)]
