@@ -6,8 +6,9 @@ proxy.py to the local photo origin), ``process_new`` (collages into SeaweedFS),
 ``ximilar_sync`` (the fake collection, at the default ``XIMILAR_RATE_LIMIT`` of 10
 requests/s), ``stores_refresh`` and ``availability_poll`` (the fake Zara, 10 stores,
 through the proxy) and ``sync_to_production`` (a second database on the same PostgreSQL).
-Each runner is started the way systemd starts it (``python -m undecat.runners.HOST JOB``)
-and waited for with ``os.wait4``, which gives that process's own peak RSS.
+Each runner is its own process, as systemd starts it (the module ``undecat.runners.HOST``
+run as ``python -m`` does, through a few lines that record the process's own peak RSS,
+``VmHWM``, at exit).
 
 Printed per size: seconds and peak RSS per stage; per product; then the same cycle again
 with nothing changed (the baseline is the first cycle of the same run: goal <= 5 % of it,
@@ -148,22 +149,43 @@ def _databases(admin: str) -> Iterator[tuple[str, str]]:
                 )
 
 
+#: Runs a module as ``python -m`` does and, at exit, writes the process's own peak RSS
+#: (VmHWM, KiB) to ``$BENCH_RSS_FILE``. Not ``wait4``'s ``ru_maxrss``: Linux carries the
+#: forking parent's peak into the child's across ``exec``, so every runner would show the
+#: benchmark process's own size.
+_WRAPPER = """
+import atexit, os, runpy, sys
+def _hwm():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_RSS_FILE"], "w") as out:
+        out.write(kib)
+atexit.register(_hwm)
+runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
+"""
+
+
 def _run(host: str, job: str, env: Mapping[str, str], log: Path) -> tuple[float, float]:
     """Run one job as its own process; return (seconds, peak RSS in MiB). It must succeed."""
     if host == "undecat":
-        argv = [sys.executable, "-m", "undecat.cli", "pilot", "--brand", "zara", "--sample", "10"]
+        argv = ["undecat.cli", "pilot", "--brand", "zara", "--sample", "10"]
     else:
-        argv = [sys.executable, "-m", f"undecat.runners.{host}", job]
+        argv = [f"undecat.runners.{host}", job]
+    rss = log.with_suffix(".rss")
     started = time.perf_counter()
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, *argv],
+            env={**env, "BENCH_RSS_FILE": str(rss)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     took = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{host} {job} exited {proc.returncode}:\n{tail}")
-    return took, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return took, int(rss.read_text()) / 1024
 
 
 def _proxy_bytes(metrics: Path) -> int:
@@ -213,7 +235,7 @@ def _size(services: dict[str, Any], products: int) -> dict[str, Any]:
     with _databases(services["admin"]) as (staging, production):
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/tmp"),
+            "HOME": str(services["workdir"]),
             "STAGING_DB_URL": staging,
             "PRODUCTION_DB_URL": production,
             "DATA_DIR": str(data),
@@ -251,7 +273,9 @@ def _size(services: dict[str, Any], products: int) -> dict[str, Any]:
                 "pilot_indexed": _count(
                     staging, "SELECT count(*) FROM raw_products WHERE ximilar_status='synced'"
                 ),
-                "availability_rows": _count(production, "SELECT count(*) FROM catalog.availability"),
+                "availability_rows": _count(
+                    production, "SELECT count(*) FROM catalog.availability"
+                ),
             }
             apify.plan(TASK, RunPlan(items=items))
             second = _cycle(env, log)
@@ -272,9 +296,7 @@ def _print_size(result: dict[str, Any]) -> None:
     for stage, _, _ in STAGES:
         t1, rss, _ = first[stage]
         t2, _, _ = second[stage]
-        print(
-            f"  {stage:13} {t1:9.1f} {1000 * t1 / products:10.2f} {rss:7.0f}Mi {t2:9.1f}"
-        )
+        print(f"  {stage:13} {t1:9.1f} {1000 * t1 / products:10.2f} {rss:7.0f}Mi {t2:9.1f}")
     print(f"  {'total':13} {total1:9.1f} {1000 * total1 / products:10.2f} {'':9} {total2:9.1f}")
     print(
         f"  unchanged second cycle: {total2:.1f} s = {total2 / total1:.1%} of the first"
@@ -294,8 +316,7 @@ def main() -> None:
             results.append(result)
     base = results[0]
     per = {
-        r["products"]: {s: r["first"][s][0] / r["products"] for s, _, _ in STAGES}
-        for r in results
+        r["products"]: {s: r["first"][s][0] / r["products"] for s, _, _ in STAGES} for r in results
     }
     if len(results) > 1:
         print(f"\ncost per product against {base['products']:,} products (goal within 10 %):")
