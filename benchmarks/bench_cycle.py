@@ -332,3 +332,15 @@ def main() -> None:
     print(f"\nlinear extrapolation to {TARGET:,} products from {largest:,} (goal <= 30 min):")
     print("  " + ", ".join(f"{s} {m:.1f}" for s, m in minutes.items()))
     print(f"  whole cycle {sum(minutes.values()):.1f} min")
+    if len(results) > 1:
+        # Two sizes give each stage a fixed part (process start, connections) and a part
+        # per product: t = fixed + n x per_product. The second cycle is mostly fixed.
+        small, large = results[0], results[-1]
+        span = large["products"] - small["products"]
+        for cycle in ("first", "second"):
+            at = 0.0
+            for stage, _, _ in STAGES:
+                slope = (large[cycle][stage][0] - small[cycle][stage][0]) / span
+                fixed = small[cycle][stage][0] - slope * small["products"]
+                at += max(0.0, fixed + slope * TARGET)
+            print(f"  fitted fixed + per-product, {cycle} cycle at {TARGET:,}: {at / 60:.1f} min")
