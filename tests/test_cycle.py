@@ -96,7 +96,7 @@ def cycle_env(  # noqa: PLR0917  # one fixture per service of the cycle
     """Every service up and scripted; the environment all the hosts' runners share."""
     del staging_db  # emptied
     fake_apify.plan(APIFY_TASK, RunPlan(count=PRODUCTS, item_at=lambda n: item(origin, n)))
-    origin.serve_default(Reply(body=rgb_jpeg(), delay=0.05))
+    origin.serve_default(Reply(body=rgb_jpeg(), delay=0.1))  # room to kill mid-batch
     zara.fake.stores = [store_entry(s) for s in STORES]
     for n in range(PRODUCTS):
         for c in range(1 + n % 2):
