@@ -209,9 +209,10 @@ def _write_report(config: Config, db: Any, path: Path) -> str:
     from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
     from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
     from undecat.ops.render import render_html, render_text  # noqa: PLC0415
+    from undecat.settings import object_store_settings  # noqa: PLC0415
 
     report = PostgresReport(db, max_attempts=config.max_retries).report()
-    store = open_object_store(config)
+    store = open_object_store(object_store_settings(config))
     try:
         report = attrs.evolve(report, collages=embed_thumbnails(store, report.collages))
     finally:
