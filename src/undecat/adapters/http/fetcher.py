@@ -452,11 +452,13 @@ class _TunnelAnswer(http.client.HTTPResponse):
         return version, status, reason
 
 
-class _WatchedTLSConnection(HTTPSConnection):
+class _WatchedTLSConnection(_WatchedConnection, HTTPSConnection):
     """An HTTPS connection that hands its socket to the thread's :class:`_Watch`.
 
-    A tunnel the proxy refuses raises :class:`TunnelRefusedError` with the proxy's status
-    and reason as attributes (the standard library only puts them in its message).
+    The watching comes from :class:`_WatchedConnection`, before ``HTTPSConnection`` in the
+    method order, so its ``super()`` reaches the TLS connection's own methods. A tunnel the
+    proxy refuses raises :class:`TunnelRefusedError` with the proxy's status and reason as
+    attributes (the standard library only puts them in its message).
     """
 
     def _tunnel(self) -> None:
@@ -472,19 +474,6 @@ class _WatchedTLSConnection(HTTPSConnection):
             raise
         finally:
             del self.response_class
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        watch = _watch_of_thread()
-        if watch is not None:
-            watch.adopt(sock)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        watch = _watch_of_thread()
-        if watch is not None:
-            watch.adopt(self.sock)
-        super().request(*args, **kwargs)
 
 
 class _WatchedPool(HTTPConnectionPool):
