@@ -112,7 +112,6 @@ def test_adapters_do_not_read_the_configuration() -> None:
         assert "config" not in _ours(path), path
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 2")
 def test_faces_reach_adapters_only_through_the_composition_root() -> None:
     """cli, demo, operator_cli and the runners import no adapter: bootstrap builds them."""
     for face in FACES:

@@ -685,3 +685,27 @@ def test_a_product_failing_in_the_downloader_logs_a_warning(  # noqa: PLR0917
     failures = [r for r in caplog.records if r.getMessage().startswith("download: zara/1 failed")]
     assert [r.levelno for r in failures] == [logging.WARNING]
     assert exit_code(result) == 1  # the only product failed
+
+
+def test_show_says_why_production_cannot_be_read(
+    staging_db: Any,
+    staging_dsn: str,
+    production_dsn_empty: str,
+    env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`undecat show` names an unreachable production (password masked), or its missing row."""
+    from undecat.adapters.postgres.embedded import free_port  # noqa: PLC0415
+
+    seed_products(staging_dsn, 1, photos=1)
+    env.setenv("STAGING_DB_URL", _url(staging_dsn))
+    env.setenv("PRODUCTION_DB_URL", _url(production_dsn_empty))
+    assert main(["show", "zara", "700000000"]) == 0
+    assert "production: no row" in capsys.readouterr().out
+    closed = f"postgresql://undecat:hunter2-secret@127.0.0.1:{free_port()}/catalog"
+    env.setenv("PRODUCTION_DB_URL", closed)
+    env.setenv("DB_CONNECT_TIMEOUT", "2")
+    assert main(["show", "zara", "700000000"]) == 0
+    out = capsys.readouterr().out
+    assert "production: cannot read (" in out
+    assert "hunter2-secret" not in out

@@ -264,3 +264,20 @@ def test_docs_keep_a_screenshot_of_the_report() -> None:
     with Image.open(DOCS / "report.png") as image:
         assert image.format == "PNG"
         assert image.width == 1280
+
+
+def test_html_report_without_a_reachable_bucket_leaves_the_thumbnails_out(
+    report_env: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the bucket cannot be opened the page is still written, without thumbnails."""
+    monkeypatch.delenv("S3_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("S3_SECRET_KEY", raising=False)
+    page = tmp_path / "report.html"
+    assert cli.main(["status", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert '<svg class="chart runs"' in text
+    assert "data:image/jpeg;base64," not in text
+    assert "collage thumbnails left out" in caplog.text

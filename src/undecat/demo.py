@@ -30,7 +30,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from undecat.bootstrap import bootstrap
+from undecat.bootstrap import Resources, bootstrap, embedded_postgres, migrate, open_resources
 from undecat.config import Config
 from undecat.domain.status import RunStatus
 
@@ -201,23 +201,12 @@ def _work(job: str, result: Any) -> int:
     return int(done)
 
 
-def _write_report(config: Config, db: Any, path: Path) -> str:
+def _write_report(resources: Resources, path: Path) -> str:
     """Write the status page to ``path``; return the funnel lines of the text report."""
-    import attrs  # noqa: PLC0415
-
-    from undecat.adapters.imaging.thumbnail import embed_thumbnails  # noqa: PLC0415
-    from undecat.adapters.objectstore import open_object_store  # noqa: PLC0415
-    from undecat.adapters.postgres.report import PostgresReport  # noqa: PLC0415
     from undecat.ops.render import render_html, render_text  # noqa: PLC0415
-    from undecat.settings import object_store_settings  # noqa: PLC0415
 
-    report = PostgresReport(db, max_attempts=config.max_retries).report()
-    store = open_object_store(object_store_settings(config))
-    try:
-        report = attrs.evolve(report, collages=embed_thumbnails(store, report.collages))
-    finally:
-        store.close()
-    path.write_text(render_html(report), encoding="utf-8")
+    report = resources.ops_report().report()
+    path.write_text(render_html(resources.with_thumbnails(report)), encoding="utf-8")
     text = render_text(report)
     return text[text.index("funnel") : text.index("work per stage")].rstrip()
 
@@ -278,8 +267,6 @@ def _run_steps(
 
 def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
     """Run the demo in ``data_dir``; return 0 when every job did its work (or had none)."""
-    from undecat.adapters.postgres import Database, apply_migrations  # noqa: PLC0415
-    from undecat.adapters.postgres.embedded import EmbeddedPostgres  # noqa: PLC0415
     from undecat.demo_zara import zara_fake  # noqa: PLC0415
     from undecat.redact import Secret  # noqa: PLC0415
 
@@ -293,19 +280,18 @@ def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
     )
     # The server's data folder lives in the demo folder: the next run starts where this ended.
     (data_dir / "postgres").mkdir(exist_ok=True)
-    server = EmbeddedPostgres(data_dir / "postgres").start()
+    server = embedded_postgres(data_dir / "postgres").start()
     failed: list[str] = []
     work: dict[str, int] = {}
     try:
         _ensure_databases(server.dsn)
         staging = Secret(server.dsn_for(_STAGING_DB))
         production = server.dsn_for(_PRODUCTION_DB)
-        apply_migrations(staging, "staging")
-        apply_migrations(Secret(production), "production")
+        migrate(staging, "staging")
+        migrate(Secret(production), "production")
         with (
             _photo_origin(int(state.get("photo_port", 0))) as origin,
             zara_fake() as zara,
-            Database(staging, max_size=1) as db,
         ):
             port = int(origin.rpartition(":")[2])
             if again and port != state.get("photo_port"):
@@ -316,9 +302,10 @@ def run_demo(data_dir: Path, products: int = 12, *, keep: bool = False) -> int:
             export = data_dir / "dataset-zara.jsonl"
             _dataset(export, origin, products)
             config = _config(data_dir, staging.reveal(), production, origin, zara)
-            _run_steps(config, db, export, work, failed)
-            report = data_dir / "report.html"
-            funnel = _write_report(config, db, report)
+            with open_resources(config) as resources:
+                _run_steps(config, resources.staging_db(), export, work, failed)
+                report = data_dir / "report.html"
+                funnel = _write_report(resources, report)
         print(f"\n{funnel}")  # noqa: T201
         objects = data_dir / "objects" / config.s3_bucket
         print(f"\ncollages: {objects / 'collages'}")  # noqa: T201

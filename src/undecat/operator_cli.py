@@ -17,13 +17,15 @@ import logging
 import re
 import socket
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from undecat.config import Config
 from undecat.domain.keys import collage_key, original_key
 from undecat.errors import ConfigError, UndecatError
-from undecat.redact import Secret
 from undecat.text import one_line
+
+if TYPE_CHECKING:
+    from undecat.bootstrap import Resources
 
 __all__ = ["add_operator_commands", "parse_since"]
 
@@ -77,20 +79,20 @@ def add_operator_commands(commands: Any) -> None:
     notify.set_defaults(func=_notify_failure)
 
 
-def _staging(config: Config) -> Secret:
+def _resources(config: Config) -> Resources:
+    """The adapters of an operator command; ConfigError when STAGING_DB_URL is not set."""
+    from undecat.bootstrap import open_resources  # noqa: PLC0415
+
     if config.staging_db_url is None:
         raise ConfigError("STAGING_DB_URL is not set")
-    return config.staging_db_url
+    return open_resources(config)
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database  # noqa: PLC0415
-    from undecat.adapters.postgres.operator import PostgresOperatorQueries  # noqa: PLC0415
-
     config = Config.from_env()
     since = datetime.now(UTC) - parse_since(args.since)
-    with Database(_staging(config), max_size=1) as db:
-        rows = PostgresOperatorQueries(db).runs(job=args.job, since=since, failed_only=args.failed)
+    with _resources(config) as resources:
+        rows = resources.operator_queries().runs(job=args.job, since=since, failed_only=args.failed)
     if not rows:
         print(f"no runs since {since:%Y-%m-%d %H:%M} UTC")  # noqa: T201
     for row in rows:
@@ -106,21 +108,15 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database  # noqa: PLC0415
-    from undecat.adapters.postgres.operator import (  # noqa: PLC0415
-        PRODUCT_COLUMNS,
-        PostgresOperatorQueries,
-    )
-
     config = Config.from_env()
-    with Database(_staging(config), max_size=1) as db:
-        row = PostgresOperatorQueries(db).product(args.brand, args.external_id)
+    with _resources(config) as resources:
+        row = resources.operator_queries().product(args.brand, args.external_id)
     if row is None:
         print(f"no product {args.brand}/{args.external_id} in staging")  # noqa: T201
         return 1
     print(f"staging raw_products {args.brand}/{args.external_id}:")  # noqa: T201
-    for column in PRODUCT_COLUMNS:
-        print(f"  {column:22} {_shown(row[column])}")  # noqa: T201
+    for column, value in row.items():  # in the order of the query (every stage's columns)
+        print(f"  {column:22} {_shown(value)}")  # noqa: T201
     photos = row["image_urls"] if isinstance(row["image_urls"], list) else []
     keys = [original_key(args.brand, args.external_id, n) for n in range(1, len(photos) + 1)]
     if row["collage_url"]:
@@ -142,24 +138,16 @@ def _shown(value: object) -> str:
 
 def _production_row(config: Config, brand: str, external_id: str) -> str:
     """The production row as text, or why there is none (no URL, no schema yet, no row)."""
-    from undecat.adapters.postgres import Database  # noqa: PLC0415
+    from undecat.bootstrap import open_resources  # noqa: PLC0415
 
     if config.production_db_url is None:
         return "production: PRODUCTION_DB_URL is not set"
     try:
-        with (
-            Database(config.production_db_url, name="production", max_size=1) as db,
-            db.transaction("reading the production product") as cur,
-        ):
-            cur.execute("SELECT to_regclass('catalog.products') IS NOT NULL AS present")
-            present = cur.fetchone()
-            if not present or not present["present"]:
+        with open_resources(config) as resources:
+            production = resources.production_lookup()
+            if not production.has_catalog():
                 return "production: no catalog.products table yet (run undecat migrate)"
-            cur.execute(
-                "SELECT * FROM catalog.products WHERE brand = %s AND external_id = %s",
-                (brand, external_id),
-            )
-            found = cur.fetchone()
+            found = production.product(brand, external_id)
     except UndecatError as exc:
         return f"production: cannot read ({exc})"
     if found is None:
@@ -170,16 +158,13 @@ def _production_row(config: Config, brand: str, external_id: str) -> str:
 
 
 def _pilot(args: argparse.Namespace) -> int:
-    from undecat.adapters.postgres import Database  # noqa: PLC0415
-    from undecat.adapters.postgres.operator import PostgresOperatorQueries  # noqa: PLC0415
-
     config = Config.from_env()
     if args.brand not in config.brands:
         raise ConfigError(f"unknown brand {args.brand!r}; BRANDS is {','.join(config.brands)}")
     if args.sample is not None and not 0 < args.sample <= 100:
         raise ConfigError(f"--sample must be a percentage above 0 and at most 100: {args.sample}")
-    with Database(_staging(config), max_size=1) as db:
-        queries = PostgresOperatorQueries(db)
+    with _resources(config) as resources:
+        queries = resources.operator_queries()
         if args.add:
             changed, what = queries.set_scope(args.brand, _ids(args.add), "pilot"), "added to"
         elif args.remove:
@@ -191,7 +176,7 @@ def _pilot(args: argparse.Namespace) -> int:
 
 
 def _notify_failure(args: argparse.Namespace) -> int:
-    from undecat.adapters.http.webhook import post_alert  # noqa: PLC0415
+    from undecat.bootstrap import post_alert  # noqa: PLC0415
 
     config = Config.from_env()
     host = socket.gethostname()

@@ -30,7 +30,7 @@ from undecat.domain.models import (
 )
 from undecat.domain.production import CatalogEntry
 from undecat.domain.report import QueueDepth, Report
-from undecat.domain.stages import Outcome, Stage
+from undecat.domain.stages import Outcome, QueueCounts, Stage
 from undecat.domain.user_media import CheckedPair, IndexedObject, KindUsage
 
 __all__ = [
@@ -460,6 +460,57 @@ class RetentionStore(Protocol):
 
     def forget_objects(self, row_id: int, cutoff: datetime) -> bool:
         """Mark a still-delisted product's objects deleted; False if it came back."""
+        ...
+
+
+# Operator commands (undecat status, requeue, runs, show, pilot) ------------------------
+
+
+class QueueAdmin(Protocol):
+    """An operator's view of one stage's queue: where its rows stand, failures put back."""
+
+    def counts(self) -> QueueCounts:
+        """Return where this stage's rows stand (leased, stale, failed, exhausted, ...)."""
+        ...
+
+    def requeue(
+        self, *, brand: str | None = None, reason: str | None = None, dry_run: bool = False
+    ) -> int:
+        """Put the stage's failed rows back with fresh attempts (or count them); return how many."""
+        ...
+
+
+class OperatorQueries(Protocol):
+    """The staging queries behind ``undecat runs``, ``show`` and ``pilot``."""
+
+    def runs(
+        self, *, job: str | None, since: datetime, failed_only: bool, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Runs started since ``since``, newest first."""
+        ...
+
+    def product(self, brand: str, external_id: str) -> dict[str, Any] | None:
+        """One staging product with every stage's columns, or None."""
+        ...
+
+    def set_scope(self, brand: str, external_ids: Sequence[str], scope: str) -> int:
+        """Set ``index_scope`` of the listed products; return how many changed."""
+        ...
+
+    def sample_pilot(self, brand: str, percent: float) -> int:
+        """Put a stable ``percent`` share of the brand's products into the pilot."""
+        ...
+
+
+class ProductionLookup(Protocol):
+    """One product as the production catalog holds it (``undecat show``)."""
+
+    def has_catalog(self) -> bool:
+        """Whether the production database has its ``catalog.products`` table yet."""
+        ...
+
+    def product(self, brand: str, external_id: str) -> dict[str, Any] | None:
+        """The product's ``catalog.products`` row, or None."""
         ...
 
 

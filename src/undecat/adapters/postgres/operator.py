@@ -9,7 +9,7 @@ from typing import Any
 from undecat.adapters.postgres.connection import Database
 from undecat.ports import DelistedObjects
 
-__all__ = ["PostgresOperatorQueries", "PostgresRetentionStore"]
+__all__ = ["PostgresOperatorQueries", "PostgresProductionLookup", "PostgresRetentionStore"]
 
 #: The columns ``undecat show`` prints, in order (every stage's status, lease and reasons).
 PRODUCT_COLUMNS: tuple[str, ...] = (
@@ -114,6 +114,29 @@ class PostgresOperatorQueries:
                 (brand, round(percent * 100)),
             )
             return cur.rowcount
+
+
+class PostgresProductionLookup:
+    """One product of the production catalog (``undecat show``), read-only."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def has_catalog(self) -> bool:
+        """Whether ``catalog.products`` exists (production is migrated)."""
+        with self._db.transaction("reading the production product") as cur:
+            cur.execute("SELECT to_regclass('catalog.products') IS NOT NULL AS present")
+            present = cur.fetchone()
+        return bool(present and present["present"])
+
+    def product(self, brand: str, external_id: str) -> dict[str, Any] | None:
+        """The product's ``catalog.products`` row, or None."""
+        with self._db.transaction("reading the production product") as cur:
+            cur.execute(
+                "SELECT * FROM catalog.products WHERE brand = %s AND external_id = %s",
+                (brand, external_id),
+            )
+            return cur.fetchone()
 
 
 class PostgresRetentionStore:
