@@ -118,10 +118,14 @@ class EmbeddedPostgres:
         """Stop the server (fast shutdown) and remove a data folder this object made."""
         pgdata = self.data_dir / "pgdata"
         if (pgdata / "postmaster.pid").exists():
-            with contextlib.suppress(UndecatError):
+            try:
                 self._run(
                     [str(_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
                 )
+            except UndecatError:
+                # A fast shutdown that did not finish in time (a loaded machine): stop it
+                # immediately rather than leave a server behind that holds the data folder.
+                self.kill()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
