@@ -89,6 +89,9 @@ class EmbeddedPostgres:
                     "--no-instructions",
                 ]
             )
+        # A server of an earlier run on a kept data folder (a demo stopped half-way) still
+        # holds it: stop that one first, or this start would fail on its lock file.
+        self._halt()
         sockets = self.data_dir / "sock"
         sockets.mkdir(exist_ok=True)
         self._chown(sockets)
@@ -116,18 +119,23 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove a data folder this object made."""
-        pgdata = self.data_dir / "pgdata"
-        if (pgdata / "postmaster.pid").exists():
-            try:
-                self._run(
-                    [str(_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
-                )
-            except UndecatError:
-                # A fast shutdown that did not finish in time (a loaded machine): stop it
-                # immediately rather than leave a server behind that holds the data folder.
-                self.kill()
+        self._halt()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _halt(self) -> None:
+        """Stop a server running on this data folder: fast, else immediately.
+
+        A fast shutdown that does not finish in time (a loaded machine) is followed by an
+        immediate one rather than leaving a server behind that holds the data folder.
+        """
+        pgdata = self.data_dir / "pgdata"
+        if not (pgdata / "postmaster.pid").exists():
+            return
+        try:
+            self._run([str(_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"])
+        except UndecatError:
+            self.kill()
 
     def kill(self) -> None:
         """Stop the server immediately, as a crash would (for fault tests)."""
