@@ -468,6 +468,8 @@ def trial(
         "UNDE_ROOT": str(unde_root),
         "PYTHONPATH": str(_dependencies(tmp_path / "dependencies")),
         "PIP_NO_INDEX": "1",
+        # Were the index asked all the same, it would be a local port where nothing listens.
+        "PIP_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple",
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PATH": os.pathsep.join(path),
