@@ -12,6 +12,13 @@ PID 1 or a real deployment); where the later blocks depend on what it does, the 
 the same by its own means (``STAND_INS``), and it does the one manual step, filling in the
 hosts' ``.env`` files, with its services' values. A block preceded by ``<!-- needs: PROGRAM
 -->`` is skipped when a program is missing.
+
+The release install of section 3 runs without root and offline: the test builds the wheel
+into the scratch folder's ``dist/`` (``--no-build-isolation``), points ``UNDE_ROOT`` at a
+folder of its own, puts on ``PATH`` a ``sudo`` that only runs its arguments, and sets
+``PYTHONPATH`` to a folder of links to the suite's installed dependencies (not undecat,
+not pip) and ``PIP_NO_INDEX=1``: pip finds every dependency already there and installs only
+the wheel. The installed entry point then reports the built version and runs one job.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import tomllib
@@ -240,6 +248,58 @@ def test_every_staging_migration_in_the_pages_runs_as_the_owner() -> None:
 # --- the guide, run in order ---------------------------------------------------------------
 
 
+# What the release install must not take from the suite's site-packages: undecat itself (the
+# wheel installs it) and the installer (the new virtualenv brings its own pip).
+NOT_A_DEPENDENCY = re.compile(
+    r"(undecat|__editable__|pip|setuptools|_distutils_hack|pkg_resources|wheel)([-_.].*)?$"
+    r"|.*\.pth$"
+)
+
+
+def _dependencies(folder: Path) -> Path:
+    """A folder of links to the suite's installed packages, undecat and pip left out."""
+    folder.mkdir()
+    for entry in Path(sysconfig.get_path("purelib")).iterdir():
+        if not NOT_A_DEPENDENCY.match(entry.name) and entry.name != "__pycache__":
+            (folder / entry.name).symlink_to(entry.resolve())
+    return folder
+
+
+def _sudo(folder: Path) -> Path:
+    """A ``sudo`` that runs its arguments as the test's user (the test owns ``UNDE_ROOT``)."""
+    folder.mkdir()
+    sudo = folder / "sudo"
+    sudo.write_text('#!/bin/sh\nexec "$@"\n')
+    sudo.chmod(0o755)
+    return folder
+
+
+def _build_wheel(dist: Path) -> str:
+    """The release's wheel in ``dist/``, built offline; returns its version."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "-q",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = dist.glob("undecat-*-py3-none-any.whl")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert wheel.name == f"undecat-{version}-py3-none-any.whl"
+    return str(version)
+
+
 @attrs.define
 class Trial:
     """The scratch folder, the environment the blocks see, and the services behind them."""
@@ -252,6 +312,8 @@ class Trial:
     bucket: str
     proxy: ProxyServer
     zara: ZaraServer
+    unde_root: Path
+    version: str
     bouncer: subprocess.Popen[bytes] | None = None
     bouncer_dir: Path | None = None
 
@@ -386,14 +448,30 @@ def trial(
     export = [zara_item(n) for n in (700001, 700002, 700003)]
     (work / "zara-export.json").write_text(json.dumps(export), encoding="utf-8")
     zara.fake.stores = [store_entry(1236), store_entry(1240)]
+    version = _build_wheel(work / "dist")
     bouncer_port = free_port()
-    path = [str(Path(sys.executable).parent), str(_bin_dir()), os.environ.get("PATH", "")]
+    path = [
+        str(_sudo(tmp_path / "tools")),
+        str(Path(sys.executable).parent),
+        str(_bin_dir()),
+        os.environ.get("PATH", ""),
+    ]
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("PG", "STAGING_", "S3_", "PROXY_", "XIMILAR_", "APIFY_"))
+        if not key.startswith(
+            ("PG", "STAGING_", "S3_", "PROXY_", "XIMILAR_", "APIFY_", "PIP_", "PYTHON", "UNDE_")
+        )
     }
+    unde_root = tmp_path / "unde"
     env |= {
+        "UNDE_ROOT": str(unde_root),
+        "PYTHONPATH": str(_dependencies(tmp_path / "dependencies")),
+        "PIP_NO_INDEX": "1",
+        # Were the index asked all the same, it would be a local port where nothing listens.
+        "PIP_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PATH": os.pathsep.join(path),
         "HOME": str(work),
         "PG_ADMIN_URL": fresh_server.dsn,
@@ -411,6 +489,8 @@ def trial(
         bucket=bucket,
         proxy=proxy_server,
         zara=zara,
+        unde_root=unde_root,
+        version=version,
     )
     try:
         yield trial
@@ -460,8 +540,52 @@ def test_the_guide_runs_in_order(trial: Trial) -> None:
             AFTER[key](trial)
     assert trial.bouncer is not None, "the PgBouncer step was not found"
     assert "STAGING_DB_URL" in trial.env, "the reporter's prompt was not found"
+    _check_the_release_runs(trial)
     _check_the_jobs_ran(trial)
-    assert len(ran) >= 7, ran
+    assert len(ran) >= 8, ran
+
+
+def _installed(trial: Trial, command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with bash in the scratch folder, as the guide's blocks run."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=trial.work,
+        env=trial.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _check_the_release_runs(trial: Trial) -> None:
+    """The guide installed the built wheel under ``UNDE_ROOT`` and its entry points run jobs."""
+    release = trial.unde_root / "releases" / trial.version
+    assert (trial.unde_root / "venv").is_symlink()
+    assert (trial.unde_root / "venv").resolve() == release.resolve()
+    venv = trial.unde_root / "venv" / "bin"
+    for unit in UNITS:
+        result = _installed(trial, f'"{venv}/undecat-{unit}" --version')
+        assert (result.returncode, result.stdout.strip()) == (0, f"undecat {trial.version}")
+    where = _installed(trial, f'"{venv}/python" -c "import undecat; print(undecat.__file__)"')
+    assert Path(where.stdout.strip()).resolve().is_relative_to(release.resolve()), where
+    # One job through the installed entry point, as the host's timer will start it.
+    job = _installed(
+        trial,
+        f'set -a && . env/collage.env && DATA_DIR="$PWD/data/collage" && set +a\n'
+        f'exec "{venv}/undecat-collage" cleanup_temp',
+    )
+    assert job.returncode == 0, f"{job.stdout[-3000:]}\n{job.stderr[-3000:]}"
+    owner = (
+        f"postgresql://unde_owner:{trial.env['STAGING_OWNER_PASSWORD']}"
+        f"@{trial.env['STAGING_SERVER']}/unde_staging"
+    )
+    with psycopg.connect(owner) as conn:
+        runs = conn.execute(
+            "SELECT status FROM scraper_logs WHERE scraper_name = 'collage.cleanup_temp'"
+            " ORDER BY id"
+        ).fetchall()
+    assert runs == [("success",), ("success",)], runs
 
 
 def _check_the_jobs_ran(trial: Trial) -> None:
