@@ -33,20 +33,18 @@ import http.client
 import os
 import random
 import socket
-import ssl
 import threading
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import attrs
 import urllib3
 from urllib3 import exceptions as u3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util import make_headers
 
 from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
 from undecat.adapters.http.classify import (
@@ -56,9 +54,10 @@ from undecat.adapters.http.classify import (
     tunnel_status,
 )
 from undecat.adapters.http.politeness import Politeness
+from undecat.adapters.http.pool import pool_manager, tls_context
 from undecat.adapters.http.urls import AllowedHosts
 from undecat.adapters.http.useragents import USER_AGENTS, UserAgentRotation
-from undecat.errors import ConfigError, PhotoError, UndecatError
+from undecat.errors import PhotoError, UndecatError
 from undecat.ports import Clock
 from undecat.redact import Secret, redact_url
 
@@ -503,44 +502,15 @@ def _shown(url: str) -> str:
     return redact_url(url)
 
 
-def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System CAs, plus the extra CAs of ``PROXY_CA_BUNDLE``; verification always on."""
-    context = ssl.create_default_context()
-    if ca_bundle is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"PROXY_CA_BUNDLE {ca_bundle} is not a readable PEM file") from exc
-    return context
-
-
 def _build_pool(settings: FetchSettings) -> urllib3.PoolManager:
-    """The one shared pool: a ProxyManager with the credentials as a header, or direct."""
-    context = _tls_context(settings.ca_bundle)
-    common = {
-        "num_pools": 32,
-        "maxsize": settings.concurrency,
-        "ssl_context": context,
-        "retries": False,
-    }
-    if settings.proxy_url is None:
-        return _watched(urllib3.PoolManager(**common))  # type: ignore[arg-type]
-    parts = urlsplit(settings.proxy_url.reveal())
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    headers = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers = make_headers(proxy_basic_auth=credentials)
-    # The URL handed to urllib3 carries no credentials, so none can surface in its errors.
+    """The one shared pool, through the proxy when set, its connections watched."""
     return _watched(
-        urllib3.ProxyManager(
-            f"{parts.scheme}://{host}:{port}",
-            proxy_headers=headers,
-            proxy_ssl_context=context if parts.scheme == "https" else None,
-            **common,  # type: ignore[arg-type]
+        pool_manager(
+            settings.proxy_url,
+            tls_context(settings.ca_bundle),
+            num_pools=32,
+            maxsize=settings.concurrency,
+            retries=False,
         )
     )
 

@@ -7,11 +7,9 @@ back (even a 404: the target answered). A refused connection, a timeout, or the 
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
-
 import urllib3
-from urllib3.util import make_headers
 
+from undecat.adapters.http.pool import pool_manager, proxy_password
 from undecat.errors import ProxyError
 from undecat.redact import Secret, redact_text, redact_url
 
@@ -27,23 +25,11 @@ def probe_proxy(proxy_url: Secret, target: str, *, timeout: float = 10.0) -> str
     credentials or cannot reach the target.
     """
     raw = proxy_url.reveal()
-    parts = urlsplit(raw)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    headers = {}
-    secrets: tuple[str, ...] = (raw,)
-    if parts.username is not None:
-        password = unquote(parts.password or "")
-        secrets = (raw, password) if password else secrets
-        headers = make_headers(proxy_basic_auth=f"{unquote(parts.username)}:{password}")
+    password = proxy_password(proxy_url)
+    secrets = (raw, password) if password else (raw,)
     shown = redact_url(raw)
-    manager = urllib3.ProxyManager(
-        f"{parts.scheme}://{host}:{port}",
-        proxy_headers=headers,
-        retries=False,
-        timeout=urllib3.Timeout(connect=timeout, read=timeout),
+    manager = pool_manager(
+        proxy_url, retries=False, timeout=urllib3.Timeout(connect=timeout, read=timeout)
     )
     try:
         answer = manager.request("HEAD", target, redirect=False, preload_content=True)

@@ -31,25 +31,23 @@ from __future__ import annotations
 
 import json
 import random
-import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import attrs
 import urllib3
 from urllib3 import exceptions as u3
-from urllib3.util import make_headers
 
 from undecat.adapters.http.backoff import BUSY_STATUSES, Busy, retry_after_seconds, retrying
 from undecat.adapters.http.politeness import Politeness
+from undecat.adapters.http.pool import pool_manager, tls_context
 from undecat.domain.models import SizeInStock, Store
 from undecat.errors import (
     BlockedError,
-    ConfigError,
     ProductError,
     ProxyError,
     RemoteServiceError,
@@ -332,34 +330,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _build_pool(settings: ZaraSettings) -> urllib3.PoolManager:
     """One pool: through the proxy (credentials as a header) when set, else direct."""
-    context = ssl.create_default_context()
-    if settings.ca_bundle is not None:
-        try:
-            context.load_verify_locations(cafile=str(settings.ca_bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"PROXY_CA_BUNDLE {settings.ca_bundle} is not a readable PEM file"
-            ) from exc
-    common: dict[str, Any] = {
-        "num_pools": 4,
-        "maxsize": max(1, settings.concurrency),
-        "ssl_context": context,
-        "retries": False,
-    }
-    if settings.proxy_url is None:
-        return urllib3.PoolManager(**common)
-    parts = urlsplit(settings.proxy_url.reveal())
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    headers: Mapping[str, str] = {}
-    if parts.username is not None:
-        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers = make_headers(proxy_basic_auth=credentials)
-    return urllib3.ProxyManager(
-        f"{parts.scheme}://{host}:{port}",
-        proxy_headers=dict(headers),
-        proxy_ssl_context=context if parts.scheme == "https" else None,
-        **common,
+    return pool_manager(
+        settings.proxy_url,
+        tls_context(settings.ca_bundle),
+        num_pools=4,
+        maxsize=max(1, settings.concurrency),
+        retries=False,
     )
