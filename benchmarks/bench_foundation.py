@@ -51,23 +51,7 @@ def _document_loop(dsn: str, drafts: list[ProductDraft]) -> float:
     # otherwise fail on psycopg's automatic prepared statements after five executions.
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         for d in drafts:
-            conn.execute(
-                _DOCUMENT_UPSERT,
-                (
-                    d.source,
-                    d.external_id,
-                    d.brand,
-                    d.name,
-                    d.price,
-                    d.category,
-                    d.colour,
-                    json.dumps(list(d.sizes)),
-                    d.composition,
-                    d.description,
-                    json.dumps(list(d.original_image_urls)),
-                    json.dumps(d.raw_data),
-                ),
-            )
+            conn.execute(_DOCUMENT_UPSERT, document_params(d))
     return time.perf_counter() - started
 
 
@@ -176,3 +160,21 @@ def main() -> None:
     """Run the foundation benchmarks."""
     upsert()
     claim()
+
+
+def document_params(d: ProductDraft) -> tuple[object, ...]:
+    """The parameters of the source document's per-item upsert, as its loop builds them."""
+    return (
+        d.source,
+        d.external_id,
+        d.brand,
+        d.name,
+        d.price,
+        d.category,
+        d.colour,
+        json.dumps(list(d.sizes)),
+        d.composition,
+        d.description,
+        json.dumps(list(d.original_image_urls)),
+        json.dumps(d.raw_data),
+    )

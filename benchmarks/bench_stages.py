@@ -39,11 +39,11 @@ from tests.seed import seed_rows
 from tests.strategies import zara_item
 
 from benchmarks._db import staging_database
-from benchmarks.bench_foundation import _DOCUMENT_UPSERT
+from benchmarks.bench_foundation import _DOCUMENT_UPSERT, document_params
 from benchmarks.relay import RelayProcess, calibrated_relay, measured_rtt_ms
 from undecat.adapters.apify import mapper_for
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
-from undecat.domain.models import Claim, ProductDraft
+from undecat.domain.models import Claim
 from undecat.domain.stages import CollageStored, PhotosStored, Stage, XimilarProgress
 from undecat.domain.status import XimilarStatus
 from undecat.redact import Secret
@@ -218,26 +218,9 @@ def _collect(admin: str, route: Route) -> None:
     def baseline(dsn: str) -> None:
         with _document(dsn) as conn:
             for d in drafts:
-                conn.execute(_DOCUMENT_UPSERT, _document_params(d))
+                conn.execute(_DOCUMENT_UPSERT, document_params(d))
 
     compare("collect upsert", route, lambda: _truncate(admin), ours, baseline)
-
-
-def _document_params(d: ProductDraft) -> tuple[object, ...]:
-    return (
-        d.source,
-        d.external_id,
-        d.brand,
-        d.name,
-        d.price,
-        d.category,
-        d.colour,
-        json.dumps(list(d.sizes)),
-        d.composition,
-        d.description,
-        json.dumps(list(d.original_image_urls)),
-        json.dumps(d.raw_data),
-    )
 
 
 def _drain(
