@@ -331,7 +331,9 @@ def test_requests_in_flight_never_exceed_the_limit(
     make_fetcher: MakeFetcher, origin: Origin
 ) -> None:
     """Twelve threads sharing one fetcher with a limit of 3 never have more than 3 at the origin."""
-    origin.serve("/p/1.jpg", Reply(body=JPEG, delay=0.05))
+    # Each answer takes long enough (0.25 s) that, even on a loaded machine, the three slots
+    # are seen full at once: the test checks the limit is reached as well as never passed.
+    origin.serve("/p/1.jpg", Reply(body=JPEG, delay=0.25))
     fetcher = make_fetcher(clock=SystemClock(), concurrency=3)
     errors: list[BaseException] = []
 
