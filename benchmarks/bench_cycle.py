@@ -17,7 +17,10 @@ cost per product of each size against the smallest (goal: within 10 %) and a lin
 extrapolation to 47,000 products (goal <= 30 min).
 
 Sizes: ``BENCH_CYCLE_PRODUCTS`` (comma-separated, default ``1000``; the figures in
-docs/benchmarks.md are from ``BENCH_CYCLE_PRODUCTS=1000,4700``).
+docs/benchmarks.md are from ``BENCH_CYCLE_PRODUCTS=4700,47000``). Profiles: with
+``BENCH_CYCLE_PROFILE=download_pending,process_new`` and ``BENCH_CYCLE_PROFILE_DIR=DIR``,
+those runners run under py-spy (``pip install py-spy``), which writes collapsed stacks of
+every thread to ``DIR`` (the figures of a profiled run are not comparable).
 """
 
 from __future__ import annotations
@@ -25,20 +28,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import trustme
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from tests.fake_apify import TOKEN as APIFY_TOKEN
@@ -74,9 +78,29 @@ STAGES: tuple[tuple[str, str, str], ...] = (
 
 
 def _photo() -> bytes:
-    """A small product photo: 360 x 540, some texture, about 30 KB."""
-    image = Image.effect_noise((360, 540), 24).convert("RGB")
-    return encode(image, "JPEG", quality=75)
+    """A small product photo: 360 x 540, about 28 KB at quality 75.
+
+    A garment on a plain light background, as catalog photos are: a shaded body with folds
+    and a fabric grain, soft edges. (Pure noise, as in the first version of this benchmark,
+    is JPEG's worst case: 69 KB at this size, 2.5x the bytes through every hop and a
+    decoder and encoder working on nothing but high frequencies.)
+    """
+    width, height = 360, 540
+    background = Image.new("RGB", (width, height), (238, 236, 232))
+    shade = Image.linear_gradient("L").resize((width, height)).point(lambda v: 90 + v // 3)
+    folds = Image.effect_mandelbrot((width, height), (-0.7, -0.3, 0.2, 0.5), 40).filter(
+        ImageFilter.GaussianBlur(6)
+    )
+    green = ImageChops.multiply(shade, folds.point(lambda v: 128 + v // 2))
+    body = Image.merge("RGB", (shade, green, folds.point(lambda v: 60 + v // 4)))
+    grain = Image.effect_noise((width, height), 48).filter(ImageFilter.GaussianBlur(0.6))
+    body = ImageChops.overlay(body, Image.merge("RGB", (grain, grain, grain)))
+    mask = Image.new("L", (width, height), 0)
+    outline = ImageDraw.Draw(mask)
+    outline.polygon([(110, 60), (250, 60), (300, 150), (280, 500), (80, 500), (60, 150)], fill=255)
+    outline.ellipse((150, 20, 210, 80), fill=255)
+    photo = Image.composite(body, background, mask.filter(ImageFilter.GaussianBlur(2)))
+    return encode(photo, "JPEG", quality=75)
 
 
 def _item(origin: Origin, n: int) -> dict[str, Any]:
@@ -93,10 +117,13 @@ def _services() -> Iterator[dict[str, Any]]:
     """PostgreSQL, SeaweedFS, proxy.py and the fakes, for every size of this run."""
     with contextlib.ExitStack() as stack:
         admin = os.environ.get("UNDECAT_TEST_DSN")
+        roots: dict[str, list[int]] = {}
         if not admin:
             server = EmbeddedPostgres().start()
             stack.callback(server.stop)
             admin = server.dsn
+            pid = (server.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0]
+            roots["PostgreSQL"] = [int(pid)]
         s3 = SeaweedS3.start()
         stack.callback(s3.stop)
         workdir = Path(tempfile.mkdtemp(prefix="undecat-bench-cycle-"))
@@ -104,6 +131,8 @@ def _services() -> Iterator[dict[str, Any]]:
         port = free_port()
         proxy = start_proxy(workdir, port)
         stack.callback(stop_proxy, proxy)
+        roots["SeaweedFS"] = [p.pid for p in s3.procs]
+        roots["proxy.py"] = [proxy.pid]
         ca = trustme.CA()
         origin = Origin(ca)
         stack.callback(origin.close)
@@ -125,6 +154,7 @@ def _services() -> Iterator[dict[str, Any]]:
             "zara": zara,
             "ximilar": ximilar,
             "apify": apify,
+            "cpu": _Cpu(roots),
         }
 
 
@@ -165,6 +195,53 @@ runpy.run_module(sys.argv.pop(1), run_name="__main__", alter_sys=True)
 """
 
 
+class _Cpu:
+    """CPU seconds (user + system) of the runner and of each stand-in, per stage.
+
+    The runner's own time comes from ``RUSAGE_CHILDREN`` (it is this process's child); the
+    stand-ins' from ``/proc``: PostgreSQL (the postmaster named by ``postmaster.pid`` and its
+    backends, reaped ones included), SeaweedFS and proxy.py (their process trees), and this
+    process itself, which serves the photo origin and the Apify, Zara and Ximilar fakes.
+    """
+
+    def __init__(self, roots: Mapping[str, Sequence[int]]) -> None:
+        self.roots = dict(roots)
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _tree(self) -> dict[str, float]:
+        parents: dict[int, int] = {}
+        spent: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parents[int(entry.name)] = int(fields[1])
+            spent[int(entry.name)] = sum(int(f) for f in fields[11:15]) / self.ticks
+        totals = dict.fromkeys(self.roots, 0.0)
+        wanted = {pid: name for name, pids in self.roots.items() for pid in pids}
+        for pid, seconds in spent.items():
+            at, hops = pid, 0
+            while at not in wanted and at in parents and hops < 64:
+                at, hops = parents[at], hops + 1
+            if at in wanted:
+                totals[wanted[at]] += seconds
+        return totals
+
+    def snapshot(self) -> dict[str, float]:
+        """Cumulative CPU seconds so far: runners, the stand-ins, this process."""
+        own = os.times()
+        runners = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "runner": runners.ru_utime + runners.ru_stime,
+            "fakes": own.user + own.system,
+            **self._tree(),
+        }
+
+
 def _run(host: str, job: str, env: Mapping[str, str], log: Path) -> tuple[float, float]:
     """Run one job as its own process; return (seconds, peak RSS in MiB). It must succeed."""
     if host == "undecat":
@@ -172,10 +249,19 @@ def _run(host: str, job: str, env: Mapping[str, str], log: Path) -> tuple[float,
     else:
         argv = [f"undecat.runners.{host}", job]
     rss = log.with_suffix(".rss")
+    command = [sys.executable, "-c", _WRAPPER, *argv]
+    profiles = os.environ.get("BENCH_CYCLE_PROFILE_DIR")
+    if profiles and job in os.environ.get("BENCH_CYCLE_PROFILE", "").split(","):
+        # py-spy (pip install py-spy) samples every thread; collapsed stacks, one file a run.
+        out_file = Path(profiles) / f"{job}-{time.strftime('%H%M%S')}.txt"
+        spy = ["py-spy", "record", "--format", "raw", "--rate", "250", "--threads"]
+        if os.environ.get("BENCH_CYCLE_PROFILE_GIL"):
+            spy.append("--gil")  # only the thread holding the GIL: what serialises the run
+        command = [*spy, "--output", str(out_file), "--", *command]
     started = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.run(
-            [sys.executable, "-c", _WRAPPER, *argv],
+            command,
             env={**env, "BENCH_RSS_FILE": str(rss)},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -204,16 +290,26 @@ def _count(dsn: str, query: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _cycle(env: Mapping[str, str], log: Path) -> dict[str, tuple[float, float, int]]:
-    """Every stage once; ``{stage: (seconds, peak RSS MiB, photo bytes via the proxy)}``."""
+def _cycle(
+    env: Mapping[str, str], log: Path, cpu: _Cpu
+) -> tuple[dict[str, tuple[float, float, int]], dict[str, dict[str, float]]]:
+    """Every stage once; its figures and the CPU seconds it cost each process.
+
+    ``{stage: (seconds, peak RSS MiB, photo bytes via the proxy)}`` and
+    ``{stage: {process: CPU seconds}}``.
+    """
     metrics = Path(env["UNDECAT_METRICS_DIR"])
     figures = {}
+    spent = {}
     for stage, host, job in STAGES:
         for old in metrics.glob("undecat_*.prom"):
             old.unlink()
+        before = cpu.snapshot()
         took, rss = _run(host, job, env, log)
+        after = cpu.snapshot()
         figures[stage] = (took, rss, _proxy_bytes(metrics))
-    return figures
+        spent[stage] = {name: after[name] - before.get(name, 0.0) for name in after}
+    return figures, spent
 
 
 def _size(services: dict[str, Any], products: int) -> dict[str, Any]:
@@ -264,7 +360,7 @@ def _size(services: dict[str, Any], products: int) -> dict[str, Any]:
         }
         try:
             apify.plan(TASK, RunPlan(items=items))
-            first = _cycle(env, log)
+            first, cpu = _cycle(env, log, services["cpu"])
             done = {
                 "collage_ready": _count(
                     staging, "SELECT count(*) FROM raw_products WHERE image_status='collage_ready'"
@@ -278,11 +374,11 @@ def _size(services: dict[str, Any], products: int) -> dict[str, Any]:
                 ),
             }
             apify.plan(TASK, RunPlan(items=items))
-            second = _cycle(env, log)
+            second, _ = _cycle(env, log, services["cpu"])
         finally:
             s3.drop_bucket(bucket)
             zara.fake.stock.clear()
-    return {"products": products, "first": first, "second": second, "done": done}
+    return {"products": products, "first": first, "second": second, "done": done, "cpu": cpu}
 
 
 def _print_size(result: dict[str, Any]) -> None:
@@ -298,6 +394,11 @@ def _print_size(result: dict[str, Any]) -> None:
         t2, _, _ = second[stage]
         print(f"  {stage:13} {t1:9.1f} {1000 * t1 / products:10.2f} {rss:7.0f}Mi {t2:9.1f}")
     print(f"  {'total':13} {total1:9.1f} {1000 * total1 / products:10.2f} {'':9} {total2:9.1f}")
+    names = list(next(iter(result["cpu"].values())))
+    print(f"  CPU seconds of the first cycle, by process ({', '.join(names)}):")
+    for stage, _, _ in STAGES:
+        spent = result["cpu"][stage]
+        print(f"  {stage:13} " + " ".join(f"{spent[n]:9.1f}" for n in names))
     print(
         f"  unchanged second cycle: {total2:.1f} s = {total2 / total1:.1%} of the first"
         f" (without the hourly availability poll, which polls again by design:"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from undecat.domain.status import ImageStatus, RunStatus
 from undecat.errors import ObjectStoreUnavailableError
 from undecat.jobs.collage import CollageStage
 from undecat.jobs.maintenance import cleanup_temp, retry_failed
+from undecat.jobs.runlog import StopToken
 
 BASE = "https://images.test/unde-images/"
 BUILD = PillowCollageBuilder(quality=95)
@@ -421,3 +423,104 @@ def test_bootstrap_wires_the_collage_host(
     reference = io.BytesIO()
     Image.new("RGB", (8, 8)).save(reference, "JPEG", quality=90, subsampling=0)
     assert collage.quantization == Image.open(reference).quantization  # type: ignore[attr-defined]
+
+
+class Rendezvous:
+    """A builder that proves two collages are built at once: each waits for the other."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.met = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, photos: Sequence[bytes]) -> bytes:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            pass  # the last, odd product of a batch has no partner
+        else:
+            with self.lock:
+                self.met += 1
+        return BUILD(photos)
+
+
+def test_two_workers_build_two_collages_at_once_with_the_same_bytes(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
+) -> None:
+    """COLLAGE_WORKERS=2: products are built in pairs, every one stored as one worker would."""
+    products = [_stock(queue, store, n, PHOTOS[: n % 3 + 1]) for n in range(1, 7)]
+    build = Rendezvous()
+    result = _stage(queue, store, clock, build=build, batch_size=4, workers=2).process_new()
+    assert result.status == RunStatus.SUCCESS
+    assert (result.records_fetched, result.records_updated) == (6, 6)
+    assert build.met >= 4  # at least two pairs met at the barrier: two builds at once
+    for product in products:
+        key = collage_key("zara", product.external_id)
+        assert queue.rows[product.id].status is ImageStatus.COLLAGE_READY
+        assert store.objects[key] == BUILD(
+            [store.objects[store.key_for_url(u)] for u in product.image_urls]
+        )
+
+
+def test_two_workers_outage_loses_nothing(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
+) -> None:
+    """S3 down mid-batch with two workers: each product is either ready or handed back whole."""
+    products = [_stock(queue, store, n, PHOTOS) for n in range(1, 9)]
+    flaky = DownAfter(store, calls=3 * len(PHOTOS) + 1)
+    result = _stage(queue, flaky, clock, batch_size=8, workers=2).process_new()
+    assert result.status == RunStatus.FAILED
+    assert result.records_errors == 0
+    ready = [p for p in products if queue.rows[p.id].status is ImageStatus.COLLAGE_READY]
+    assert 1 <= len(ready) <= 3
+    assert result.records_updated == len(ready)
+    for product in products:
+        row = queue.rows[product.id]
+        if row.status is ImageStatus.COLLAGE_READY:
+            assert store.objects[collage_key("zara", product.external_id)]
+            continue
+        assert (row.status, row.owner, row.attempts, row.error_message) == (
+            ImageStatus.UPLOADED,
+            None,
+            0,
+            None,
+        )
+
+
+def test_two_workers_stop_finishes_the_collages_in_hand_and_releases_the_rest(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
+) -> None:
+    """SIGTERM with two workers: at most the two products in hand finish, the rest go back."""
+    products = [_stock(queue, store, n, PHOTOS[:1]) for n in range(1, 7)]
+    stop = StopToken()
+
+    def build(photos: Sequence[bytes]) -> bytes:
+        stop.request("SIGTERM")
+        return BUILD(photos)
+
+    result = _stage(
+        queue, store, clock, build=build, batch_size=6, workers=2, stop=stop
+    ).process_new()
+    done = [p for p in products if queue.rows[p.id].status is ImageStatus.COLLAGE_READY]
+    assert 1 <= len(done) <= 2
+    assert result.records_updated == len(done)
+    for product in products:
+        row = queue.rows[product.id]
+        if row.status is not ImageStatus.COLLAGE_READY:
+            assert (row.status, row.owner, row.attempts) == (ImageStatus.UPLOADED, None, 0)
+
+
+def test_collage_workers_reach_the_stage(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """COLLAGE_WORKERS is read (default 2, the document's concurrency) and wired."""
+    assert Config.from_env({"DATA_DIR": str(tmp_path)}).collage_workers == 2
+    config = Config.from_env({"DATA_DIR": str(tmp_path), "COLLAGE_WORKERS": "3"})
+    with bootstrap(
+        config, queue_collage=queue, object_store=store, recorder=MemoryRecorder(), clock=clock
+    ) as jobs:
+        work = jobs.job("collage", "process_new").work
+        assert isinstance(work.__self__, CollageStage)  # type: ignore[attr-defined]
+        assert work.__self__.workers == 3  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="'workers' must be >= 1"):
+        CollageStage(queue, store, BUILD, clock, "o", workers=0)

@@ -98,6 +98,8 @@ def test_secret_values_lists_every_secret_for_scrubbing() -> None:
         ("MAX_RETRIES", "2.5", "MAX_RETRIES must be a whole number"),
         ("BATCH_SIZE", "0", "BATCH_SIZE must be at least 1"),
         ("COLLAGE_QUALITY", "101", "COLLAGE_QUALITY must be at most 100"),
+        ("COLLAGE_WORKERS", "0", "COLLAGE_WORKERS must be at least 1"),
+        ("COLLAGE_WORKERS", "two", "COLLAGE_WORKERS must be a whole number"),
         ("BACKOFF_SCHEDULE", "5,x,45", "BACKOFF_SCHEDULE must be comma-separated seconds"),
         ("DUBAI_ZARA_STORES", "PLACEHOLDER_STORE_IDS", "DUBAI_ZARA_STORES still holds the"),
         ("DUBAI_ZARA_STORES", "1236,abc", "DUBAI_ZARA_STORES must be comma-separated"),

@@ -746,6 +746,7 @@ def _wire_collage(resources: Resources) -> _Wiring:
             owner=resources.owner(),
             batch_size=config.batch_size,
             lease=resources.lease(),
+            workers=config.collage_workers,
             stop=resources.stop(),
         )
         return Job(_scraper_name("collage", "process_new"), stage.process_new, resources.recorder())

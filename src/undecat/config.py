@@ -104,6 +104,7 @@ class Config:
 
     # Collage.
     collage_quality: int = 95
+    collage_workers: int = 2
 
     # Availability (scraper host).
     zara_user_agent: str | None = None
@@ -237,6 +238,7 @@ class Config:
             ).strip("/"),
             ximilar_rate_limit=env.number("XIMILAR_RATE_LIMIT", float, 10.0, minimum=0.001),
             collage_quality=env.number("COLLAGE_QUALITY", int, 95, minimum=1, maximum=100),
+            collage_workers=env.number("COLLAGE_WORKERS", int, 2, minimum=1, maximum=16),
             zara_user_agent=env.text("ZARA_USER_AGENT"),
             dubai_zara_stores=env.store_ids("DUBAI_ZARA_STORES"),
             zara_base_url=env.plain_url("ZARA_BASE_URL", ("http", "https"))

@@ -3,12 +3,16 @@
 ``process_new`` claims ``uploaded`` products (the ``collage`` lease), reads each one's
 originals from the object store by the keys of its ``image_urls``, builds the collage, uploads
 it to ``collages/{brand}/{external_id}.jpg`` and completes the claim with the collage's public
-URL (``collage_ready``). The host's ``retry_failed`` and ``cleanup_temp`` are the shared
-ones of :mod:`undecat.jobs.maintenance`.
+URL (``collage_ready``). ``workers`` products of a batch (``COLLAGE_WORKERS``, 2 by default,
+as the document's ``--concurrency=2``) are built at once on threads: Pillow decodes and
+encodes without holding the GIL, and the object store's reads and writes wait on the
+network, so two threads keep two cores busy. The host's ``retry_failed`` and
+``cleanup_temp`` are the shared ones of :mod:`undecat.jobs.maintenance`.
 
 Failure handling follows the rule of every stage: a photo that is missing, not an image or
 too large fails *that* product (``error`` with the reason); an object store or database
-outage stops the batch, hands the remaining claims back untouched and logs the run failed.
+outage stops the batch: no further product is started, the ones in hand on the other
+workers finish, the remaining claims are handed back untouched and the run is logged failed.
 
 Crash safety comes from two facts rather than from a transaction: the builder is a pure
 function of the photos (the same originals give byte-identical JPEG bytes), and the key
@@ -21,7 +25,9 @@ product marked ready without one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 
 import attrs
@@ -58,7 +64,10 @@ class CollageStage:
     owner: str
     batch_size: int = 100
     lease: timedelta = timedelta(hours=1)
-    #: Set on SIGTERM / SIGINT: the collage in hand is finished, the rest released.
+    #: Products built at once (``COLLAGE_WORKERS``; the document's collage worker runs two).
+    #: Pillow decodes and encodes without the GIL, so two threads use two cores.
+    workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    #: Set on SIGTERM / SIGINT: the collages in hand are finished, the rest released.
     stop: StopToken | None = attrs.field(default=None, repr=False)
 
     def _stopping(self) -> bool:
@@ -68,33 +77,52 @@ class CollageStage:
         """Build and store the collage of every claimable ``uploaded`` product."""
         tally = RunCounts.of(skipping=("lease_lost",))
         started = self.clock.monotonic()
-        while not self._stopping() and (
-            claims := self.queue.claim(self.owner, self.batch_size, self.lease)
-        ):
-            tally.add(taken=len(claims))
-            outage = self._work_through(claims, tally)
-            if outage is not None:
-                return self._result(tally, started, outage)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="undecat-collage") as pool:
+            while not self._stopping() and (
+                claims := self.queue.claim(self.owner, self.batch_size, self.lease)
+            ):
+                tally.add(taken=len(claims))
+                outage = self._work_through(claims, tally, pool)
+                if outage is not None:
+                    return self._result(tally, started, outage)
         return self._result(tally, started, None)
 
-    def _work_through(self, claims: Sequence[Claim], tally: RunCounts) -> OutageError | None:
-        """Process one batch; on an outage release what is left and return the error."""
-        renewed = self.clock.monotonic()
-        for position, claim in enumerate(claims):
-            if self._stopping():
-                self._release(claims[position:])
-                return None
-            try:
-                # A long batch must not outlive its leases: another worker would take the
-                # rest over and do the same work twice.
-                if self.clock.monotonic() - renewed > self.lease.total_seconds() / 2:
-                    self.queue.extend(claims[position:], self.lease)
-                    renewed = self.clock.monotonic()
-                self._one(claim, tally)
-            except OutageError as exc:
-                self._release(claims[position:])
-                return exc
-        return None
+    def _work_through(
+        self, claims: Sequence[Claim], tally: RunCounts, pool: ThreadPoolExecutor
+    ) -> OutageError | None:
+        """Process one batch on the workers; on an outage release what is left, return it."""
+        batch = _Batch(list(claims), renewed=self.clock.monotonic())
+        futures = [pool.submit(self._guarded, claim, batch, tally) for claim in claims]
+        wait(futures)
+        for future in futures:
+            future.result()  # a bug's exception (or a crash), if one ended with one
+        left = batch.unsettled()
+        if left:
+            self._release(left)
+        return batch.outage
+
+    def _guarded(self, claim: Claim, batch: _Batch, tally: RunCounts) -> None:
+        """One product on a worker, unless the run is stopping or an outage stopped it."""
+        if not batch.begin(claim, self._stopping):
+            return  # left unsettled: released with the rest of the batch
+        try:
+            # A long batch must not outlive its leases: another worker would take the
+            # rest over and do the same work twice.
+            self._renew(batch)
+            self._one(claim, tally)
+        except OutageError as exc:
+            batch.halt(exc)  # this product stays unsettled and is released
+            return
+        batch.settle(claim)
+
+    def _renew(self, batch: _Batch) -> None:
+        """Push out the leases of the batch's open claims once half the lease has gone by."""
+        with batch.lock:
+            if self.clock.monotonic() - batch.renewed <= self.lease.total_seconds() / 2:
+                return
+            open_claims = [c for c in batch.claims if c.product.id in batch.open]
+            self.queue.extend(open_claims, self.lease)
+            batch.renewed = self.clock.monotonic()
 
     def _one(self, claim: Claim, tally: RunCounts) -> None:
         product = claim.product
@@ -167,6 +195,38 @@ class CollageStage:
             metadata=metadata,
             items=tally.items(),
         )
+
+
+@attrs.define
+class _Batch:
+    """One batch on the workers: which claims are settled, and the outage that stopped it."""
+
+    claims: list[Claim]
+    renewed: float
+    open: set[int] = attrs.field(init=False)
+    outage: OutageError | None = None
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.open = {c.product.id for c in self.claims}
+
+    def begin(self, claim: Claim, stopping: Callable[[], bool]) -> bool:
+        """Whether ``claim`` may be worked on now (no outage, no stop requested)."""
+        with self.lock:
+            return self.outage is None and not stopping()
+
+    def settle(self, claim: Claim) -> None:
+        with self.lock:
+            self.open.discard(claim.product.id)
+
+    def halt(self, exc: OutageError) -> None:
+        with self.lock:
+            if self.outage is None:
+                self.outage = exc
+
+    def unsettled(self) -> list[Claim]:
+        with self.lock:
+            return [c for c in self.claims if c.product.id in self.open]
 
 
 def _name(product: Product) -> str:
