@@ -387,3 +387,25 @@ def test_keep_freed_rasters_raises_pillows_block_cache_unless_configured(
         assert core.get_blocks_max() == 5
     finally:
         core.set_blocks_max(before)
+
+
+def test_encoder_writes_into_a_descriptor_and_falls_back_to_memory_with_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collage is encoded into an in-memory file (the GIL-free path), else a BytesIO."""
+    import os  # noqa: PLC0415
+
+    from undecat.adapters.imaging import collage  # noqa: PLC0415
+
+    data = [_solid(30, 45, (200, 10, 10)), _solid(20, 45, (10, 200, 10))]
+    with collage._sink() as sink:
+        assert sink.fileno() >= 0  # a real descriptor here (Linux: memfd_create)
+    through_descriptor = BUILDER.build(data)
+
+    def refused(name: str, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")  # a seccomp filter saying no
+
+    monkeypatch.setattr(os, "memfd_create", refused)
+    with collage._sink() as sink:
+        assert isinstance(sink, io.BytesIO)
+    assert BUILDER.build(data) == through_descriptor

@@ -26,7 +26,7 @@ import io
 import os
 import struct
 from collections.abc import Sequence
-from typing import TypeGuard
+from typing import BinaryIO, TypeGuard
 
 import attrs
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
@@ -238,11 +238,36 @@ def _decode_into(
 
 
 def _encode(canvas: Image.Image, quality: int) -> bytes:
-    buffer = io.BytesIO()
+    sink = _sink()
     try:
-        canvas.save(buffer, format="JPEG", quality=quality, subsampling=0)
+        canvas.save(sink, format="JPEG", quality=quality, subsampling=0)
+        sink.seek(0)
+        data = sink.read()
     except (OSError, ValueError) as exc:
         raise CollageTooLargeError(
             f"the {canvas.size[0]} x {canvas.size[1]} collage cannot be encoded: {exc}"
         ) from exc
-    return buffer.getvalue()
+    finally:
+        sink.close()
+    return bytes(data)
+
+
+def _sink() -> BinaryIO:
+    """Where the encoder writes: an anonymous in-memory file when the system has them.
+
+    Pillow encodes into a file descriptor without holding the GIL, but into a ``BytesIO``
+    with it held, so with a real descriptor ``COLLAGE_WORKERS`` threads encode on as many
+    cores at once (measured: 2 threads encode twice as fast as one; into ``BytesIO``, no
+    faster than one). ``memfd_create`` (Linux; in systemd's ``@system-service`` set) gives
+    such a descriptor with nothing on disk; elsewhere, or if it is refused, a ``BytesIO``.
+    The bytes are the same either way.
+    """
+    create = getattr(os, "memfd_create", None)
+    if create is not None:
+        try:
+            fd = create("undecat-collage", os.MFD_CLOEXEC)
+        except OSError:
+            pass
+        else:
+            return io.FileIO(fd, "w+")  # closed by _encode
+    return io.BytesIO()
