@@ -259,3 +259,65 @@ class _AsApify:
         with self._db.transaction(what) as cur:
             cur.execute("SET LOCAL ROLE apify")
             yield cur
+
+
+#: Columns that differ between two rows of the same draft only by when or in which order
+#: they were written.
+_WRITTEN = ("id", "created_at", "updated_at")
+
+
+def _comparable(db: Database) -> dict[str, dict[str, Any]]:
+    return {
+        key: {c: v for c, v in row.items() if c not in _WRITTEN} for key, row in rows(db).items()
+    }
+
+
+def test_an_all_new_batch_copied_straight_in_equals_the_merge(
+    staging_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk path for new products writes exactly the rows the merge would have written."""
+    from undecat.adapters.postgres import catalog  # noqa: PLC0415
+
+    drafts = [
+        draft(str(n), sizes=("S",) * (n % 3), price=None if n % 4 else Decimal(n))
+        for n in range(1, 41)
+    ]
+    store = PostgresCatalogStore(staging_db, batch_size=15)
+    assert store.upsert_products(drafts, T0) == UpsertResult(new=40)
+    copied = _comparable(staging_db)
+    with staging_db.transaction("clear") as cur:
+        cur.execute("DELETE FROM raw_products")
+    # The same drafts through the merge only: the look-up reports every batch as existing.
+    monkeypatch.setattr(catalog, "_EXISTING", "SELECT %(sources)s::text[], %(ids)s::text[]")
+    assert store.upsert_products(drafts, T0) == UpsertResult(new=40)
+    assert _comparable(staging_db) == copied
+
+
+def test_a_batch_with_one_known_product_is_merged_and_counted(staging_db: Database) -> None:
+    """New and existing products in one batch: merged, each counted as what it is."""
+    store = PostgresCatalogStore(staging_db)
+    store.upsert_products([draft("1")], T0)
+    result = store.upsert_products([draft("1"), draft("2"), draft("3")], T1)
+    assert result == UpsertResult(new=2, unchanged=1)
+    assert set(rows(staging_db)) == {"1", "2", "3"}
+
+
+def test_a_product_inserted_between_look_up_and_copy_falls_back_to_the_merge(
+    staging_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's product refuses the bulk copy: rolled back whole, then merged."""
+    from undecat.adapters.postgres import catalog  # noqa: PLC0415
+
+    store = PostgresCatalogStore(staging_db)
+    store.upsert_products([draft("2")], T0)  # the other writer's product
+    advance(staging_db, "2")
+    before = rows(staging_db)["2"]
+    # The look-up misses it, as it would if it had been inserted just after.
+    monkeypatch.setattr(
+        catalog, "_EXISTING", "SELECT 1 WHERE %(sources)s::text[] IS NULL AND %(ids)s::text[] IS NULL"
+    )
+    result = store.upsert_products([draft("1"), draft("2"), draft("3")], T1)
+    assert result == UpsertResult(new=2, unchanged=1)
+    after = rows(staging_db)
+    assert set(after) == {"1", "2", "3"}  # nothing twice, nothing lost
+    assert state(after["2"]) == state(before)  # the existing product's state is untouched

@@ -28,7 +28,7 @@ LONG = timedelta(minutes=10)
 #: The most round trips any one of these operations may take: BEGIN, a few
 #: statements (COPY is two: its start and its data), COMMIT. What matters is that it does not
 #: grow with the batch.
-MOST = 6
+MOST = 7
 
 
 @pytest.fixture
@@ -121,10 +121,16 @@ def test_a_run_log_update_costs_the_same_round_trips_whatever_its_metadata(
 def test_a_collect_upsert_costs_the_same_round_trips_for_10_and_1000_products(
     relay: LatencyRelay, relayed: Database
 ) -> None:
-    """One batch of 1,000 drafts (COPY + one merge) takes as many round trips as 10 drafts."""
+    """One batch of 1,000 drafts takes as many round trips as 10 drafts, new or existing.
+
+    New: BEGIN, the look-up, COPY (two), COMMIT. Existing: the temporary table and the merge
+    on top.
+    """
     store = PostgresCatalogStore(relayed, batch_size=1000)
     now = datetime.now(UTC)
     small = _trips(relay, lambda: store.upsert_products([draft(n) for n in range(10)], now))
     large = _trips(relay, lambda: store.upsert_products([draft(n) for n in range(100, 1100)], now))
+    small_again = _trips(relay, lambda: store.upsert_products([draft(n) for n in range(10)], now))
     again = _trips(relay, lambda: store.upsert_products([draft(n) for n in range(100, 1100)], now))
-    assert small == large == again <= MOST
+    assert small == large == 5
+    assert small_again == again <= MOST

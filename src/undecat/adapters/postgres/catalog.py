@@ -9,6 +9,16 @@ snapshot of the rows taken by the same statement, and the downstream reset (phot
 changed -> pending; metadata changed -> sync pending) is done by the trigger of migration
 0002, so this statement names only catalog columns -- the only ones the ``apify`` role may
 write.
+
+A batch none of whose products exists yet (a first load, a new brand) skips the merge: an
+indexed look-up at the start of the transaction finds none of its keys, and the rows are
+copied straight into ``raw_products``, where ``COPY`` inserts them in bulk instead of row by
+row through the merge's executor (see docs/benchmarks.md, "Collect"). Should another writer
+insert one of those products between the look-up and the copy, the unique key refuses the
+copy, the transaction rolls back whole, and the batch is merged in a new one. Either way
+the same columns are written, under the same triggers and grants. Round trips per batch:
+BEGIN, look-up, COPY (two), COMMIT for new products; the temporary table and the merge add
+two when some exist.
 """
 
 from __future__ import annotations
@@ -16,8 +26,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
+import psycopg
+from psycopg.types.json import Jsonb
 
 from undecat.adapters.postgres.connection import Database
 from undecat.domain.models import ProductDraft, UpsertResult
@@ -42,6 +55,28 @@ _TYPES = (
 )  # fmt: skip
 
 _COPY = "COPY incoming_products FROM STDIN (FORMAT BINARY)"
+
+# Which keys of a batch exist already (one probe of the unique index per key).
+_EXISTING = """
+SELECT 1 FROM raw_products r
+JOIN unnest(%(sources)s::text[], %(ids)s::text[]) AS k(source, external_id)
+  ON r.source = k.source AND r.external_id = k.external_id
+LIMIT 1
+"""
+
+# A batch of new products, straight into the table: the merge's columns and values.
+_COPY_NEW = """
+COPY raw_products (
+    source, external_id, brand, name, description, price, currency, category, colour,
+    sizes, composition, original_image_urls, raw_data, scraped_at, image_status)
+FROM STDIN (FORMAT BINARY)
+"""
+
+_NEW_TYPES = (
+    "text", "text", "text", "text", "text", "numeric",
+    "text", "text", "text", "jsonb", "text", "jsonb",
+    "jsonb", "timestamptz", "text",
+)  # fmt: skip
 
 _UPSERT = """
 WITH incoming AS (
@@ -123,23 +158,33 @@ class PostgresCatalogStore:
         total = UpsertResult()
         for start in range(0, len(drafts), self._batch_size):
             batch = drafts[start : start + self._batch_size]
-            with self._db.transaction(f"upserting {len(batch)} products") as cur:
-                cur.execute(_INCOMING)
-                with cur.copy(_COPY) as copy:
-                    copy.set_types(_TYPES)
-                    for d in batch:
-                        copy.write_row(_copy_row(d))
-                cur.execute(_UPSERT, {"scraped_at": scraped_at})
-                row = cur.fetchone()
-            if row is None:  # pragma: no cover  # an aggregate always returns one row
-                raise UndecatError("upsert_products: no summary row")
-            total += UpsertResult(
-                new=row["new"],
-                updated=row["updated"],
-                unchanged=row["unchanged"],
-                photos_changed=row["photos_changed"],
-            )
+            try:
+                total += self._upsert_batch(batch, scraped_at)
+            except _Raced:
+                with self._db.transaction(f"upserting {len(batch)} products") as cur:
+                    total += _merge(cur, batch, scraped_at)
         return total
+
+    def _upsert_batch(self, batch: Sequence[ProductDraft], scraped_at: datetime) -> UpsertResult:
+        """One batch in one transaction: copied straight in when all new, merged otherwise.
+
+        Raises :class:`_Raced` (nothing written) when a product of an all-new batch appeared
+        between the look-up and the copy (the unique violation rolls the transaction back).
+        """
+        sources = [d.source for d in batch]
+        ids = [d.external_id for d in batch]
+        with self._db.transaction(f"upserting {len(batch)} products") as cur:
+            cur.execute(_EXISTING, {"sources": sources, "ids": ids})
+            if cur.fetchone() is not None:
+                return _merge(cur, batch, scraped_at)
+            try:
+                with cur.copy(_COPY_NEW) as copy:
+                    copy.set_types(_NEW_TYPES)
+                    for d in batch:
+                        copy.write_row(_new_row(d, scraped_at))
+            except psycopg.errors.UniqueViolation:
+                raise _Raced from None  # another writer was quicker: merge instead
+        return UpsertResult(new=len(batch))
 
     def count_active(self, source: str) -> int:
         """Return how many products of ``source`` are not delisted."""
@@ -179,6 +224,57 @@ def _copy_row(d: ProductDraft) -> tuple[object, ...]:
         orjson.dumps(d.original_image_urls),
         d.raw_json if d.raw_json is not None else _json(d.raw_data),
     )
+
+
+def _merge(
+    cur: psycopg.Cursor[dict[str, Any]], batch: Sequence[ProductDraft], scraped_at: datetime
+) -> UpsertResult:
+    """Merge a batch through the staging table (new, changed and unchanged products)."""
+    cur.execute(_INCOMING)
+    with cur.copy(_COPY) as copy:
+        copy.set_types(_TYPES)
+        for d in batch:
+            copy.write_row(_copy_row(d))
+    cur.execute(_UPSERT, {"scraped_at": scraped_at})
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover  # an aggregate always returns one row
+        raise UndecatError("upsert_products: no summary row")
+    return UpsertResult(
+        new=row["new"],
+        updated=row["updated"],
+        unchanged=row["unchanged"],
+        photos_changed=row["photos_changed"],
+    )
+
+
+def _new_row(d: ProductDraft, scraped_at: datetime) -> tuple[object, ...]:
+    """One draft as a row of ``raw_products`` (the JSON columns already encoded)."""
+    return (
+        d.source,
+        d.external_id,
+        d.brand,
+        d.name,
+        d.description,
+        d.price,
+        d.currency,
+        d.category,
+        d.colour,
+        Jsonb(orjson.dumps(d.sizes), dumps=_encoded),
+        d.composition,
+        Jsonb(orjson.dumps(d.original_image_urls), dumps=_encoded),
+        Jsonb(d.raw_json if d.raw_json is not None else _json(d.raw_data), dumps=_encoded),
+        scraped_at,
+        "pending",
+    )
+
+
+def _encoded(data: bytes) -> bytes:
+    """The ``dumps`` of a JSON value that is already UTF-8 JSON bytes: itself."""
+    return data
+
+
+class _Raced(Exception):  # noqa: N818  # control flow, not an error
+    """A product of an all-new batch was inserted by another writer meanwhile."""
 
 
 def _json(value: object) -> bytes:
