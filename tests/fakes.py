@@ -236,6 +236,20 @@ class MemoryQueue:
             self._set_error(row, message)
             return True
 
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        """``complete`` item by item, in order (``fail_on["complete"]`` fails the call)."""
+        if not done:
+            return []
+        self._maybe_fail("complete")
+        return [self.complete(claim, outcome) for claim, outcome in done]
+
+    def fail_many(self, failed: Sequence[tuple[Claim, str]]) -> list[bool]:
+        """``fail`` item by item, in order (``fail_on["fail"]`` fails the call)."""
+        if not failed:
+            return []
+        self._maybe_fail("fail")
+        return [self.fail(claim, message) for claim, message in failed]
+
     def release(self, claims: Sequence[Claim]) -> int:
         self._maybe_fail("release")
         with self.lock:
