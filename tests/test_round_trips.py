@@ -17,12 +17,17 @@ import pytest
 from benchmarks.relay import LatencyRelay
 from psycopg import conninfo
 
+from tests.download_fakes import FakeFetcher, FakePreparer
+from tests.fakes import MemoryStore
 from tests.seed import draft, seed_rows
+from undecat.adapters.clock import SystemClock
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
 from undecat.adapters.postgres.runs import PostgresRunRecorder
 from undecat.domain.models import RunResult
 from undecat.domain.stages import PhotosStored, Stage, XimilarProgress
 from undecat.domain.status import XimilarStatus
+from undecat.errors import PhotoError
+from undecat.jobs.download import DownloadSettings, PhotoDownloader
 from undecat.redact import Secret
 
 LONG = timedelta(minutes=10)
@@ -162,6 +167,33 @@ def test_ximilar_results_of_both_shapes_cost_two_round_trips_at_most(
         ).fetchall()
     by_status = {status: (same, waits, attempts) for status, same, waits, attempts in rows}
     assert by_status == {"partial": (True, True, 1), "synced": (True, False, 0)}
+
+
+def test_a_download_run_costs_round_trips_per_batch_not_per_product(
+    relay: LatencyRelay, relayed: Database, staging_dsn: str
+) -> None:
+    """200 products (some failing) cost a few round trips per batch of results, not one each."""
+    seed_rows(staging_dsn, 200)
+    bad = {f"https://static.zara.net/p/{n}/1.jpg": PhotoError("HTTP 404") for n in range(0, 200, 7)}
+    downloader = PhotoDownloader(
+        queue=PostgresWorkQueue(relayed, Stage.DOWNLOAD),
+        fetcher=FakeFetcher(bad),  # type: ignore[arg-type]
+        preparer=FakePreparer(),
+        store=MemoryStore(),
+        clock=SystemClock(),
+        settings=DownloadSettings(
+            owner="w", lease=LONG, batch_size=100, concurrency=2, settle_batch=50
+        ),
+    )
+    relay.round_trips(reset=True)
+    result = downloader.download_pending()
+    trips = relay.round_trips(reset=True)
+    assert (result.records_fetched, result.records_new + result.records_errors) == (200, 200)
+    assert result.records_errors == len(bad)
+    # Three claims (the last one empty), and each of the ~4 writes of 50 results is one
+    # completion and at most one failure statement (a flush racing another may be small).
+    # Written one by one, the results alone would be 200.
+    assert trips <= 3 * MOST + 2 * (2 * 200 // 50 + 2)
 
 
 def test_a_run_log_update_costs_the_same_round_trips_whatever_its_metadata(
