@@ -339,3 +339,28 @@ def test_a_claim_taken_over_while_its_result_waits_is_counted_lease_lost() -> No
     assert result.records_new == 1
     assert (queue.status(1), queue.rows[1].owner) == ("pending", "other")
     assert queue.status(2) == "uploaded"
+
+
+def test_an_outage_writes_the_results_done_before_it_while_others_finish() -> None:
+    """After an outage the buffered results are written at once, not after the slowest product."""
+    queue = download_queue([product(1), product(2), product(3)])
+    seen = threading.Event()
+
+    def outage() -> bytes:
+        threading.Event().wait(0.2)  # product 1 is done (and waiting to be written) first
+        raise ProxyError("proxy gone")
+
+    def slow() -> bytes:
+        for _ in range(100):  # until product 1 is written (5 s at most)
+            if queue.status(1) == "uploaded":
+                seen.set()
+                break
+            threading.Event().wait(0.05)
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/2/1.jpg": outage, "https://cdn/3/1.jpg": slow})
+    result = downloader(queue, fetcher, concurrency=3, batch_size=3).download_pending()
+    assert seen.is_set()
+    assert result.status == RunStatus.FAILED
+    assert [queue.status(1), queue.status(2)] == ["uploaded", "pending"]
+    assert queue.released == [2]

@@ -103,9 +103,8 @@ class CollageStage:
         self, claims: Sequence[Claim], tally: RunCounts, pool: ThreadPoolExecutor
     ) -> OutageError | None:
         """Process one batch on the workers; on an outage release what is left, return it."""
-        book = Settlements(
-            self.queue, self.clock.monotonic, size=self.settle_batch, wait=self.settle_wait
-        )
+        size = max(1, min(self.settle_batch, len(claims)))
+        book = Settlements(self.queue, self.clock.monotonic, size=size, wait=self.settle_wait)
         batch = _Batch(list(claims), renewed=self.clock.monotonic(), book=book)
         futures = [pool.submit(self._guarded, claim, batch, tally) for claim in claims]
         wait(futures)

@@ -12,11 +12,11 @@ completed with their public URLs (``uploaded``). The host's ``retry_failed`` and
 
 Results are written in batches (:mod:`undecat.jobs.settle`): a finished product's completion
 or failure waits in a buffer that is written with one ``complete_many`` and one
-``fail_many`` once ``settle_batch`` results wait or the oldest has waited ``settle_wait``
-seconds (50 and 2 s), and always before claims are released, on a stop and at the end of the
-run. Until then its claim is open like any other: an outage while writing leaves it to be
-released, a crash to lapse, and a result whose lease was lost meanwhile is counted
-``lease_lost``, as when it was written at once.
+``fail_many`` once ``settle_batch`` results wait (50, or ``BATCH_SIZE`` if smaller) or the
+oldest has waited ``settle_wait`` seconds (2 s), and always before claims are released, on a
+stop, on an outage and at the end of the run. Until then its claim is open like any other:
+an outage while writing leaves it to be released, a crash to lapse, and a result whose
+lease was lost meanwhile is counted ``lease_lost``, as when it was written at once.
 
 Failure handling, the rule of every stage:
 
@@ -273,15 +273,17 @@ class PhotoDownloader:
 
     def _book(self) -> Settlements:
         s = self.settings
-        clock = self.clock.monotonic
-        return Settlements(self.queue, clock, size=s.settle_batch, wait=s.settle_wait)
+        # Never more than a claimed batch's worth: a small BATCH_SIZE means results are
+        # wanted soon, and the cost stays a constant per batch either way.
+        size = max(1, min(s.settle_batch, s.batch_size))
+        return Settlements(self.queue, self.clock.monotonic, size=size, wait=s.settle_wait)
 
     def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: RunCounts) -> None:
         """Wait for the products started; on a stop, first hand back those not begun.
 
         Even if the product in hand outlives the grace period, only its own lease stays held.
         """
-        released = False
+        released = flushed = False
         waiting = set(running)
         while waiting:
             done, waiting = wait(waiting, timeout=0.1)
@@ -290,7 +292,10 @@ class PhotoDownloader:
             if self._stopping() and not released:
                 self._flush(flow, tally)  # the results in hand are not left to a SIGKILL
                 self._release(flow, tally, flow.take_unstarted())
-                released = True
+                released = flushed = True
+            elif flow.stop.is_set() and not flushed:
+                self._flush(flow, tally)  # an outage: what was done before it is written now
+                flushed = True
             else:
                 self._flush_due(flow, tally)
 
