@@ -46,6 +46,7 @@ from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWo
 from undecat.domain.models import Claim
 from undecat.domain.stages import CollageStored, PhotosStored, Stage, XimilarProgress
 from undecat.domain.status import XimilarStatus
+from undecat.jobs.settle import SETTLE_BATCH
 from undecat.redact import Secret
 
 __all__ = ["ROWS", "Route", "compare", "print_table", "routes_for"]
@@ -224,14 +225,20 @@ def _collect(admin: str, route: Route) -> None:
 
 
 def _drain(
-    dsn: str, stage: Stage, batch: int, each: Callable[[PostgresWorkQueue, Claim], None] | None
+    dsn: str,
+    stage: Stage,
+    batch: int,
+    settle: Callable[[PostgresWorkQueue, list[Claim]], None] | None,
+    *,
+    chunk: int = SETTLE_BATCH,
 ) -> None:
+    """Claim ``batch`` at a time; settle the claims ``chunk`` at a time, as the stages do."""
     with Database(Secret(dsn)) as db:
         queue = PostgresWorkQueue(db, stage)
         while claims := queue.claim("bench", batch, LEASE):
-            if each is not None:
-                for claim in claims:
-                    each(queue, claim)
+            if settle is not None:
+                for start in range(0, len(claims), chunk):
+                    settle(queue, claims[start : start + chunk])
 
 
 def _claims(admin: str, route: Route) -> None:
@@ -258,11 +265,15 @@ def _claims(admin: str, route: Route) -> None:
     )
 
 
-def _download(admin: str, route: Route) -> None:
-    urls = ("http://s3.local/unde-images/originals/a/1.jpg", "http://s3.local/b/2.jpg")
+def _photo_urls(external_id: object) -> tuple[str, ...]:
+    base = f"http://s3.local/unde-images/originals/zara/{external_id}"
+    return (f"{base}/1.jpg", f"{base}/2.jpg")
 
-    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
-        queue.complete(claim, PhotosStored(urls))
+
+def _download(admin: str, route: Route) -> None:
+    def complete(queue: PostgresWorkQueue, claims: list[Claim]) -> None:
+        # Results buffered and written 50 at a time, as jobs/download.py does.
+        queue.complete_many([(c, PhotosStored(_photo_urls(c.product.external_id))) for c in claims])
 
     def baseline(dsn: str) -> None:
         with _document(dsn) as conn:
@@ -274,7 +285,7 @@ def _download(admin: str, route: Route) -> None:
                     conn.execute(
                         "UPDATE raw_products SET image_urls = %s, image_status = 'uploaded',"
                         " updated_at = NOW() WHERE id = %s",
-                        (json.dumps(list(urls)), row[0]),
+                        (json.dumps(list(_photo_urls(row[1]))), row[0]),
                     )
 
     compare(
@@ -286,9 +297,16 @@ def _download(admin: str, route: Route) -> None:
     )
 
 
+def _collage_url(external_id: object) -> str:
+    return f"http://s3.local/unde-images/collages/zara/{external_id}.jpg"
+
+
 def _collage(admin: str, route: Route) -> None:
-    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
-        queue.complete(claim, CollageStored("http://s3.local/collages/z/1.jpg"))
+    def complete(queue: PostgresWorkQueue, claims: list[Claim]) -> None:
+        # Results buffered and written 50 at a time, as jobs/collage.py does.
+        queue.complete_many(
+            [(c, CollageStored(_collage_url(c.product.external_id))) for c in claims]
+        )
 
     def baseline(dsn: str) -> None:
         # process_sku: the ids of the work, then per product its SELECT and its UPDATE.
@@ -297,7 +315,7 @@ def _collage(admin: str, route: Route) -> None:
                 "SELECT id FROM raw_products WHERE image_status = 'uploaded' LIMIT 200"
             ).fetchall():
                 for (product_id,) in ids:
-                    conn.execute(
+                    row = conn.execute(
                         "SELECT id, external_id, brand, image_urls FROM raw_products"
                         " WHERE id = %s AND image_status = 'uploaded'",
                         (product_id,),
@@ -305,7 +323,7 @@ def _collage(admin: str, route: Route) -> None:
                     conn.execute(
                         "UPDATE raw_products SET collage_url = %s, image_status = 'collage_ready',"
                         " updated_at = NOW() WHERE id = %s",
-                        ("http://s3.local/collages/z/1.jpg", product_id),
+                        (_collage_url(row[1] if row else product_id), product_id),
                     )
 
     compare(
@@ -320,9 +338,13 @@ def _collage(admin: str, route: Route) -> None:
 def _ximilar(admin: str, route: Route) -> None:
     urls = ("http://s3.local/a/1.jpg", "http://s3.local/a/2.jpg")
 
-    def complete(queue: PostgresWorkQueue, claim: Claim) -> None:
-        ids = (f"{claim.product.external_id}-1", f"{claim.product.external_id}-2")
-        queue.complete(claim, XimilarProgress(urls, ids, XimilarStatus.SYNCED))
+    def complete(queue: PostgresWorkQueue, claims: list[Claim]) -> None:
+        # A batch's outcomes in one call, as jobs/ximilar.py writes them.
+        done = []
+        for claim in claims:
+            ids = (f"{claim.product.external_id}-1", f"{claim.product.external_id}-2")
+            done.append((claim, XimilarProgress(urls, ids, XimilarStatus.SYNCED)))
+        queue.complete_many(done)
 
     def baseline(dsn: str) -> None:
         with _document(dsn) as conn:
@@ -344,7 +366,7 @@ def _ximilar(admin: str, route: Route) -> None:
         "ximilar bookkeeping",
         route,
         _seeded(admin, image_status="uploaded", index_scope="pilot"),
-        lambda dsn: _drain(dsn, Stage.XIMILAR, 100, complete),
+        lambda dsn: _drain(dsn, Stage.XIMILAR, 100, complete, chunk=100),
         baseline,
     )
 

@@ -112,8 +112,9 @@ class MemoryQueue:
     The same contract as PostgresWorkQueue (tests/test_queue_contract.py runs one suite
     against both): fenced by owner and token, failures kept in the stage's own ``error``,
     rows out of attempts end failed, ``requeue_failed`` takes failed rows with attempts left.
-    ``fail_on[method] = exc`` makes that method raise (an outage). ``claimed_by``,
-    ``released`` and ``extended`` record what the job did, for assertions.
+    ``fail_on[method] = exc`` makes that method raise (an outage; ``complete`` and ``fail``
+    cover their ``_many`` forms). ``claimed_by``, ``released``, ``extended`` and
+    ``settled_in`` record what the job did, for assertions.
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class MemoryQueue:
         self.claimed_by: dict[int, list[str]] = {}
         self.released: list[int] = []
         self.extended: list[int] = []
+        self.settled_in: list[int] = []  # the size of every complete_many / fail_many call
         for product in products:
             self.add(product)
 
@@ -235,6 +237,22 @@ class MemoryQueue:
                 return False
             self._set_error(row, message)
             return True
+
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        """``complete`` item by item, in order (``fail_on["complete"]`` fails the call)."""
+        if not done:
+            return []
+        self._maybe_fail("complete")
+        self.settled_in.append(len(done))
+        return [self.complete(claim, outcome) for claim, outcome in done]
+
+    def fail_many(self, failed: Sequence[tuple[Claim, str]]) -> list[bool]:
+        """``fail`` item by item, in order (``fail_on["fail"]`` fails the call)."""
+        if not failed:
+            return []
+        self._maybe_fail("fail")
+        self.settled_in.append(len(failed))
+        return [self.fail(claim, message) for claim, message in failed]
 
     def release(self, claims: Sequence[Claim]) -> int:
         self._maybe_fail("release")

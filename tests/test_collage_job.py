@@ -23,7 +23,7 @@ from undecat.domain.keys import collage_key, original_key
 from undecat.domain.models import Claim, Product, RunLog, RunResult
 from undecat.domain.stages import Outcome, Stage
 from undecat.domain.status import ImageStatus, RunStatus
-from undecat.errors import ObjectStoreUnavailableError
+from undecat.errors import DatabaseUnavailableError, ObjectStoreUnavailableError
 from undecat.jobs.collage import CollageStage
 from undecat.jobs.maintenance import cleanup_temp, retry_failed
 from undecat.jobs.runlog import StopToken
@@ -249,7 +249,7 @@ class Crash(BaseException):
 
 
 class CrashOnFirstComplete:
-    """A queue whose first complete() never happens: the worker dies right after the upload."""
+    """A queue whose first completion never happens: the worker dies right after the upload."""
 
     def __init__(self, queue: MemoryQueue) -> None:
         self.queue, self.crashed = queue, False
@@ -257,11 +257,11 @@ class CrashOnFirstComplete:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
 
-    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
         if not self.crashed:
             self.crashed = True
             raise Crash
-        return self.queue.complete(claim, outcome)
+        return self.queue.complete_many(done)
 
 
 def test_crash_between_upload_and_status_update_is_recovered_once(
@@ -524,3 +524,27 @@ def test_collage_workers_reach_the_stage(
         assert work.__self__.workers == 3  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="'workers' must be >= 1"):
         CollageStage(queue, store, BUILD, clock, "o", workers=0)
+
+
+def test_a_batch_s_results_are_written_a_few_calls_at_a_time(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
+) -> None:
+    """Seven products, batch 5, settle_batch 2, one worker: writes of 2, 2, 1 then 2."""
+    products = [_stock(queue, store, n, PHOTOS[:1]) for n in range(1, 8)]
+    result = _stage(queue, store, clock, batch_size=5, settle_batch=2).process_new()
+    assert queue.settled_in == [2, 2, 1, 2]  # the end of a batch writes what waits
+    assert result.records_updated == 7
+    assert {queue.status(p.id) for p in products} == {ImageStatus.COLLAGE_READY}
+
+
+def test_a_database_outage_while_writing_results_marks_nothing_and_hands_the_batch_back(
+    queue: MemoryQueue, store: MemoryStore, clock: FakeClock
+) -> None:
+    """Collages stored but their completions refused: the run fails, every claim is released."""
+    products = [_stock(queue, store, n, PHOTOS[:1]) for n in range(1, 4)]
+    queue.fail_on["complete"] = DatabaseUnavailableError("server closed the connection")
+    result = _stage(queue, store, clock, batch_size=3).process_new()
+    assert result.status == RunStatus.FAILED
+    assert {queue.status(p.id) for p in products} == {ImageStatus.UPLOADED}
+    assert sorted(queue.released) == [p.id for p in products]
+    assert all(queue.rows[p.id].owner is None for p in products)

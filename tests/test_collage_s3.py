@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ class CrashBeforeComplete:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
 
-    def complete(self, claim: Claim, outcome: Outcome) -> bool:
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
         raise Crash
 
 

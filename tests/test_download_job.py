@@ -289,3 +289,78 @@ def test_product_taken_over_before_it_started_is_not_fetched() -> None:
     assert queue.rows[2].owner == "someone-else"
     assert result.metadata["lease_lost"] == 1
     assert queue.released == []
+
+
+def test_results_are_written_in_batches_of_settle_batch_and_the_rest_at_the_end() -> None:
+    """Ten products, settle_batch 4, one worker: three writes of 4, 4 and the last 2."""
+    queue = download_queue([product(n) for n in range(1, 11)])
+    result = downloader(queue, concurrency=1, settle_batch=4).download_pending()
+    assert queue.settled_in == [4, 4, 2]
+    assert result.records_new == 10
+    assert {queue.status(n) for n in range(1, 11)} == {"uploaded"}
+
+
+def test_a_result_is_written_once_it_has_waited_settle_wait_while_others_still_work() -> None:
+    """A finished product is not held back by a slow one: its result goes out after settle_wait."""
+    queue = download_queue([product(1), product(2)])
+    clock = FakeClock()
+    seen = threading.Event()
+
+    def slow() -> bytes:
+        for _ in range(100):  # time passes until product 1 is written (5 s real at most)
+            if queue.status(1) == "uploaded":
+                seen.set()
+                break
+            clock.advance(1.0)
+            threading.Event().wait(0.05)
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/2/1.jpg": slow})
+    result = downloader(
+        queue, fetcher, clock=clock, concurrency=2, settle_batch=50, settle_wait=2.0
+    ).download_pending()
+    assert seen.is_set()
+    assert result.records_new == 2
+
+
+def test_a_claim_taken_over_while_its_result_waits_is_counted_lease_lost() -> None:
+    """A buffered result whose lease another worker took meanwhile is not written: lease_lost."""
+    queue = download_queue([product(1), product(2)])
+    clock = queue.clock
+
+    def take_over_product_1() -> bytes:
+        clock.advance(timedelta(minutes=11).total_seconds())  # both leases lapse
+        assert [c.product.id for c in queue.claim("other", 1, timedelta(minutes=10))] == [1]
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/2/1.jpg": take_over_product_1})
+    result = downloader(queue, fetcher, clock=clock, concurrency=1).download_pending()
+    assert result.metadata["lease_lost"] == 1
+    assert result.records_new == 1
+    assert (queue.status(1), queue.rows[1].owner) == ("pending", "other")
+    assert queue.status(2) == "uploaded"
+
+
+def test_an_outage_writes_the_results_done_before_it_while_others_finish() -> None:
+    """After an outage the buffered results are written at once, not after the slowest product."""
+    queue = download_queue([product(1), product(2), product(3)])
+    seen = threading.Event()
+
+    def outage() -> bytes:
+        threading.Event().wait(0.2)  # product 1 is done (and waiting to be written) first
+        raise ProxyError("proxy gone")
+
+    def slow() -> bytes:
+        for _ in range(100):  # until product 1 is written (5 s at most)
+            if queue.status(1) == "uploaded":
+                seen.set()
+                break
+            threading.Event().wait(0.05)
+        return b"JPEG"
+
+    fetcher = FakeFetcher({"https://cdn/2/1.jpg": outage, "https://cdn/3/1.jpg": slow})
+    result = downloader(queue, fetcher, concurrency=3, batch_size=3).download_pending()
+    assert seen.is_set()
+    assert result.status == RunStatus.FAILED
+    assert [queue.status(1), queue.status(2)] == ["uploaded", "pending"]
+    assert queue.released == [2]

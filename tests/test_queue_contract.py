@@ -42,6 +42,8 @@ class Queue(Protocol):
     def extend(self, claims: list[Claim], lease: timedelta) -> int: ...
     def complete(self, claim: Claim, outcome: Outcome) -> bool: ...
     def fail(self, claim: Claim, message: str) -> bool: ...
+    def complete_many(self, done: list[tuple[Claim, Outcome]]) -> list[bool]: ...
+    def fail_many(self, failed: list[tuple[Claim, str]]) -> list[bool]: ...
     def release(self, claims: list[Claim]) -> int: ...
     def requeue_failed(self) -> int: ...
     def requeue(
@@ -62,6 +64,9 @@ class Harness(Protocol):
 
     def rows(self) -> list[int]:
         """Every row id, in order."""
+
+    def written(self, row_id: int) -> str | None:
+        """The URL the stage's completion wrote (first photo, or the collage)."""
 
 
 class MemoryHarness:
@@ -86,6 +91,10 @@ class MemoryHarness:
 
     def rows(self) -> list[int]:
         return sorted(self.fake.rows)
+
+    def written(self, row_id: int) -> str | None:
+        row = self.fake.rows[row_id]
+        return row.image_urls[0] if row.image_urls else row.collage_url
 
 
 class PostgresHarness:
@@ -121,6 +130,11 @@ class PostgresHarness:
 
     def rows(self) -> list[int]:
         return [int(str(r[0])) for r in self._run("SELECT id FROM raw_products ORDER BY id")]
+
+    def written(self, row_id: int) -> str | None:
+        column = "image_urls->>0" if self.stage is Stage.DOWNLOAD else "collage_url"
+        ((url,),) = self._run(f"SELECT {column} FROM raw_products WHERE id = {row_id}")
+        return None if url is None else str(url)
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -161,6 +175,12 @@ def outcome(stage: Stage, claim: Claim) -> Outcome:
     if stage is Stage.DOWNLOAD:
         return PhotosStored((f"https://s3.test/{claim.product.id}/1.jpg",))
     return CollageStored(f"https://s3.test/collages/{claim.product.id}.jpg")
+
+
+def outcome_url(stage: Stage, claim: Claim) -> str:
+    written = outcome(stage, claim)
+    assert isinstance(written, PhotosStored | CollageStored)
+    return written.image_urls[0] if isinstance(written, PhotosStored) else written.collage_url
 
 
 def test_claims_lowest_rows_once_each(make: Make, stage: Stage) -> None:
@@ -233,6 +253,49 @@ def test_the_same_owner_reclaiming_a_lapsed_row_fences_its_own_stale_claim(
     assert not h.queue.complete(old, outcome(stage, old))
     assert h.queue.complete(new, outcome(stage, new))
     assert h.state(new.product.id) == (done_status(stage), None)
+
+
+def test_settling_many_writes_exactly_the_claims_still_held(make: Make, stage: Stage) -> None:
+    """One call over held, taken-over (stale token) and forged claims writes only the held ones."""
+    h = make(4)
+    stale, *held = h.queue.claim("a", 4, LEASE)
+    h.lapse()
+    (taken,) = h.queue.claim("b", 1, LEASE)  # the lowest row again, under a new token
+    assert taken.product.id == stale.product.id
+    forged = Claim(held[0].stage, "b", 1, held[0].lease_until, held[0].product, held[0].token)
+    done = [(c, outcome(stage, c)) for c in (stale, forged, held[0], held[1])]
+    assert h.queue.complete_many(done) == [False, False, True, True]
+    assert h.queue.fail_many([(stale, "stale"), (held[2], "broken photo")]) == [False, True]
+    for claim in held[:2]:  # each row got its own outcome, not its neighbour's
+        assert h.state(claim.product.id) == (done_status(stage), None)
+        assert h.written(claim.product.id) == outcome_url(stage, claim)
+    assert h.state(held[2].product.id)[1] == "broken photo"
+    assert h.state(taken.product.id)[1] is None  # the new holder's row is untouched
+    assert h.queue.complete_many([(taken, outcome(stage, taken))]) == [True]
+
+
+def test_settling_nothing_writes_nothing(make: Make) -> None:
+    """Empty input is an empty answer, and every claim stays held."""
+    h = make(1)
+    (claim,) = h.queue.claim("a", 1, LEASE)
+    assert h.queue.complete_many([]) == []
+    assert h.queue.fail_many([]) == []
+    assert h.queue.extend([claim], LEASE) == 1
+
+
+def test_a_claim_given_twice_in_one_call_is_written_once(make: Make, stage: Stage) -> None:
+    """Duplicates act as if written in order: the first writes, the second finds no lease."""
+    h = make(2)
+    first, second = h.queue.claim("a", 2, LEASE)
+    other: Outcome = PhotosStored(("https://s3.test/other.jpg",))
+    if stage is Stage.COLLAGE:
+        other = CollageStored("https://s3.test/other.jpg")
+    done: list[tuple[Claim, Outcome]] = [(first, outcome(stage, first)), (first, other)]
+    assert h.queue.complete_many(done) == [True, False]
+    assert h.written(first.product.id) == outcome_url(stage, first)
+    assert h.queue.fail_many([(second, "one"), (second, "two")]) == [True, False]
+    assert h.state(second.product.id)[1] == "one"
+    assert h.queue.fail_many([(first, "late")]) == [False]
 
 
 def test_release_does_not_count_the_attempt(make: Make) -> None:
@@ -341,6 +404,29 @@ class TwoWorkers(RuleBasedStateMachine):
         assert self.h.queue.fail(claim, "bad photo") == expected
         if expected:
             self.settled[claim.product.id] = "failed"
+
+    @rule(data=st.data(), failing=st.booleans())
+    def settle_many(self, data: st.DataObject, failing: bool) -> None:
+        """Both workers' claims (some perhaps stale, some twice) settled in one call."""
+        pool = self.held["w1"] + self.held["w2"]
+        if not pool:
+            return
+        picked = data.draw(st.lists(st.sampled_from(pool), max_size=6))
+        for claim in picked:
+            for worker in ("w1", "w2"):
+                if claim in self.held[worker]:
+                    self.held[worker].remove(claim)
+        expected: list[bool] = []
+        for claim in picked:  # in order: a duplicate finds its claim already settled
+            expected.append(self._current(claim))
+            if expected[-1]:
+                self.settled[claim.product.id] = "failed" if failing else "done"
+                self.finished[claim.product.id] += 0 if failing else 1
+        if failing:
+            assert self.h.queue.fail_many([(c, "bad batch") for c in picked]) == expected
+        else:
+            done = [(c, outcome(self.stage, c)) for c in picked]
+            assert self.h.queue.complete_many(done) == expected
 
     @rule(worker=st.sampled_from(["w1", "w2"]))
     def release(self, worker: str) -> None:

@@ -12,15 +12,22 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import psycopg
 import pytest
 from benchmarks.relay import LatencyRelay
 from psycopg import conninfo
 
+from tests.download_fakes import FakeFetcher, FakePreparer
+from tests.fakes import MemoryStore
 from tests.seed import draft, seed_rows
+from undecat.adapters.clock import SystemClock
 from undecat.adapters.postgres import Database, PostgresCatalogStore, PostgresWorkQueue
 from undecat.adapters.postgres.runs import PostgresRunRecorder
 from undecat.domain.models import RunResult
-from undecat.domain.stages import PhotosStored, Stage
+from undecat.domain.stages import PhotosStored, Stage, XimilarProgress
+from undecat.domain.status import XimilarStatus
+from undecat.errors import PhotoError
+from undecat.jobs.download import DownloadSettings, PhotoDownloader
 from undecat.redact import Secret
 
 LONG = timedelta(minutes=10)
@@ -57,6 +64,10 @@ def _trips(relay: LatencyRelay, action: Callable[[], object]) -> int:
     relay.round_trips(reset=True)
     action()
     return relay.round_trips(reset=True)
+
+
+def _keep(into: list[list[bool]], action: Callable[[], list[bool]]) -> None:
+    into.append(action())
 
 
 def test_a_claim_costs_the_same_round_trips_for_5_and_200_rows(
@@ -99,6 +110,90 @@ def test_a_completion_or_failure_costs_the_same_round_trips_whatever_the_photo_c
     long = _trips(relay, lambda: queue.fail(claims[3], "HTTP 404 " + "x" * 2000))
     assert one == twenty == 1  # one autocommitted UPDATE: no BEGIN, no COMMIT
     assert short == long == 1
+
+
+def test_completing_or_failing_many_costs_the_same_for_10_and_200_claims(
+    relay: LatencyRelay, relayed: Database, staging_dsn: str
+) -> None:
+    """complete_many and fail_many are one statement whatever the number of claims."""
+    seed_rows(staging_dsn, 420)
+    queue = PostgresWorkQueue(relayed, Stage.DOWNLOAD)
+    trips = {}
+    for kind, size in [("complete", 10), ("complete", 200), ("fail", 10), ("fail", 200)]:
+        claims = queue.claim(f"{kind}-{size}", size, LONG)
+        assert len(claims) == size
+        if kind == "complete":
+            urls = [tuple(f"http://s3/{c.product.id}/{n}.jpg" for n in range(3)) for c in claims]
+            done = [(c, PhotosStored(u)) for c, u in zip(claims, urls, strict=True)]
+            action: Callable[[], list[bool]] = partial(queue.complete_many, done)
+        else:
+            failed = [(c, f"HTTP 404 for photo {c.product.id}") for c in claims]
+            action = partial(queue.fail_many, failed)
+        written: list[list[bool]] = []
+        trips[kind, size] = _trips(relay, partial(_keep, written, action))
+        assert written == [[True] * size]
+    assert trips["complete", 10] == trips["complete", 200] == 1  # one autocommitted UPDATE
+    assert trips["fail", 10] == trips["fail", 200] == 1
+
+
+def test_ximilar_results_of_both_shapes_cost_two_round_trips_at_most(
+    relay: LatencyRelay, relayed: Database, staging_dsn: str
+) -> None:
+    """Finished and partial Ximilar rows (different columns) settle in at most two statements."""
+    seed_rows(staging_dsn, 200, image_status="uploaded", index_scope="pilot")
+    queue = PostgresWorkQueue(relayed, Stage.XIMILAR)
+    claims = queue.claim("x", 200, LONG)
+    assert len(claims) == 200
+    done = [
+        (
+            c,
+            XimilarProgress(
+                (f"u{c.product.id}",),
+                (f"r{c.product.id}",),
+                XimilarStatus.PARTIAL if c.product.id % 2 else XimilarStatus.SYNCED,
+            ),
+        )
+        for c in claims
+    ]
+    written: list[list[bool]] = []
+    assert _trips(relay, lambda: written.append(queue.complete_many(done))) <= 2
+    assert written == [[True] * 200]
+    with psycopg.connect(staging_dsn) as conn:
+        rows = conn.execute(
+            "SELECT ximilar_status, ximilar_record_ids->>0 = 'r' || id::text,"
+            " ximilar_next_at IS NOT NULL, ximilar_attempts FROM raw_products"
+            " WHERE id = ANY(%s) ORDER BY id",
+            ([c.product.id for c in claims],),
+        ).fetchall()
+    by_status = {status: (same, waits, attempts) for status, same, waits, attempts in rows}
+    assert by_status == {"partial": (True, True, 1), "synced": (True, False, 0)}
+
+
+def test_a_download_run_costs_round_trips_per_batch_not_per_product(
+    relay: LatencyRelay, relayed: Database, staging_dsn: str
+) -> None:
+    """200 products (some failing) cost a few round trips per batch of results, not one each."""
+    seed_rows(staging_dsn, 200)
+    bad = {f"https://static.zara.net/p/{n}/1.jpg": PhotoError("HTTP 404") for n in range(0, 200, 7)}
+    downloader = PhotoDownloader(
+        queue=PostgresWorkQueue(relayed, Stage.DOWNLOAD),
+        fetcher=FakeFetcher(bad),  # type: ignore[arg-type]
+        preparer=FakePreparer(),
+        store=MemoryStore(),
+        clock=SystemClock(),
+        settings=DownloadSettings(
+            owner="w", lease=LONG, batch_size=100, concurrency=2, settle_batch=50
+        ),
+    )
+    relay.round_trips(reset=True)
+    result = downloader.download_pending()
+    trips = relay.round_trips(reset=True)
+    assert (result.records_fetched, result.records_new + result.records_errors) == (200, 200)
+    assert result.records_errors == len(bad)
+    # Three claims (the last one empty), and each of the ~4 writes of 50 results is one
+    # completion and at most one failure statement (a flush racing another may be small).
+    # Written one by one, the results alone would be 200.
+    assert trips <= 3 * MOST + 2 * (2 * 200 // 50 + 2)
 
 
 def test_a_run_log_update_costs_the_same_round_trips_whatever_its_metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -122,22 +123,18 @@ def test_the_ximilar_role_may_note_ids_and_delisting_makes_them_known(
     assert row == (["a", "b", "d"], [])
 
 
-class DatabaseGoneOnSecondComplete:
-    """The real queue, except that the database goes away while outcomes are written."""
+class DatabaseGoneWhileWriting:
+    """The real queue, except that the database goes away when the outcomes are written."""
 
     def __init__(self, queue: PostgresWorkQueue) -> None:
         self.queue = queue
         self.stage = queue.stage
-        self.completes = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.queue, name)
 
-    def complete(self, claim: Claim, outcome: Outcome) -> bool:
-        self.completes += 1
-        if self.completes == 2:  # the second product of the batch
-            raise DatabaseUnavailableError("the database went away")
-        return self.queue.complete(claim, outcome)
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        raise DatabaseUnavailableError("the database went away")
 
 
 def test_an_outage_while_writing_outcomes_hands_the_rest_back_at_once(
@@ -147,12 +144,13 @@ def test_an_outage_while_writing_outcomes_hands_the_rest_back_at_once(
     staging_dsn: str,
     staging_db: Database,
 ) -> None:
-    """Products not yet written when the database fails are claimable at once, never resent."""
+    """Products not written when the database fails are claimable at once, never resent."""
     seed_products(staging_dsn, 3)
     with pytest.raises(DatabaseUnavailableError):
-        _sync(DatabaseGoneOnSecondComplete(queue), client, staging_db)  # type: ignore[arg-type]
+        _sync(DatabaseGoneWhileWriting(queue), client, staging_db)  # type: ignore[arg-type]
     result = _sync(queue, client, staging_db)  # at once: no lease left to lapse
-    assert (result.records_fetched, result.metadata["records_adopted"]) == (2, 4)
+    # The batch's outcomes are one statement: none was written, all three are adopted.
+    assert (result.records_fetched, result.metadata["records_adopted"]) == (3, 6)
     assert fake_ximilar.resent_while_held == {}
     with psycopg.connect(staging_dsn) as conn:
         statuses = conn.execute("SELECT ximilar_status FROM raw_products").fetchall()

@@ -123,6 +123,22 @@ class WorkQueue(Protocol):
         """Mark the product ``error`` for this stage with a readable message."""
         ...
 
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        """:meth:`complete` for many claims at a cost that does not grow with their number.
+
+        Each item is written only while its claim still holds the lease (owner and token);
+        the answer says, item by item, whether it was. Items act as if written in order: a
+        claim given twice is written by its first item only.
+        """
+        ...
+
+    def fail_many(self, failed: Sequence[tuple[Claim, str]]) -> list[bool]:
+        """:meth:`fail` for many claims at a cost that does not grow with their number.
+
+        The same rules as :meth:`complete_many`, item by item.
+        """
+        ...
+
     def release(self, claims: Sequence[Claim]) -> int:
         """Give products back untouched (an outage: the attempt does not count)."""
         ...

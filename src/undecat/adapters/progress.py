@@ -55,6 +55,10 @@ class ProgressQueue:
         if done and self._bar is not None:
             self._bar.update(1)
 
+    def _advance_by(self, count: int) -> None:
+        if count and self._bar is not None:
+            self._bar.update(count)
+
     def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
         """Claim through the wrapped queue; the first claim opens the bar."""
         if self._bar is None:
@@ -83,6 +87,18 @@ class ProgressQueue:
         done = self._inner.fail(claim, message)
         self._advance(done)
         return done
+
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        """Complete many through the wrapped queue and advance the bar by those written."""
+        written = self._inner.complete_many(done)
+        self._advance_by(sum(written))
+        return written
+
+    def fail_many(self, failed: Sequence[tuple[Claim, str]]) -> list[bool]:
+        """Fail many through the wrapped queue and advance the bar by those written."""
+        written = self._inner.fail_many(failed)
+        self._advance_by(sum(written))
+        return written
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Release through the wrapped queue (the bar does not move)."""

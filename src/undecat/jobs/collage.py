@@ -14,12 +14,19 @@ too large fails *that* product (``error`` with the reason); an object store or d
 outage stops the batch: no further product is started, the ones in hand on the other
 workers finish, the remaining claims are handed back untouched and the run is logged failed.
 
+Results are written in batches (:mod:`undecat.jobs.settle`): each product's completion or
+failure waits in the batch's buffer, written with one ``complete_many`` and one
+``fail_many`` once ``settle_batch`` results wait or the oldest has waited ``settle_wait``
+seconds (looked at as products finish), and always at the end of the batch, before its
+unsettled claims are released. A result not yet written leaves its claim open: an outage
+while writing hands it back with the rest, and a crash leaves it to lapse (below).
+
 Crash safety comes from two facts rather than from a transaction: the builder is a pure
 function of the photos (the same originals give byte-identical JPEG bytes), and the key
 depends only on the product. A worker that dies between the upload and the status update
-leaves the row leased but not ``collage_ready``; when the lease lapses another run rebuilds
-the same bytes and overwrites the same key, so there is never a second collage, nor a
-product marked ready without one.
+(its result still in the buffer) leaves the row leased but not ``collage_ready``; when the
+lease lapses another run rebuilds the same bytes and overwrites the same key, so there is
+never a second collage, nor a product marked ready without one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from undecat.domain.stages import CollageStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, ProductError
 from undecat.jobs.runlog import StopToken
+from undecat.jobs.settle import SETTLE_BATCH, SETTLE_WAIT, Settlements
 from undecat.ports import BuildCollage, Clock, ObjectStore, WorkQueue
 from undecat.redact import redact_url
 
@@ -69,6 +77,10 @@ class CollageStage:
     workers: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     #: Set on SIGTERM / SIGINT: the collages in hand are finished, the rest released.
     stop: StopToken | None = attrs.field(default=None, repr=False)
+    #: Results written in one call once this many wait or the oldest has waited
+    #: ``settle_wait`` seconds (checked as products finish), and at the end of every batch.
+    settle_batch: int = SETTLE_BATCH
+    settle_wait: float = SETTLE_WAIT
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.requested
@@ -91,11 +103,16 @@ class CollageStage:
         self, claims: Sequence[Claim], tally: RunCounts, pool: ThreadPoolExecutor
     ) -> OutageError | None:
         """Process one batch on the workers; on an outage release what is left, return it."""
-        batch = _Batch(list(claims), renewed=self.clock.monotonic())
+        size = max(1, min(self.settle_batch, len(claims)))
+        book = Settlements(self.queue, self.clock.monotonic, size=size, wait=self.settle_wait)
+        batch = _Batch(list(claims), renewed=self.clock.monotonic(), book=book)
         futures = [pool.submit(self._guarded, claim, batch, tally) for claim in claims]
         wait(futures)
         for future in futures:
             future.result()  # a bug's exception (or a crash), if one ended with one
+        # Every worker of the batch has ended: the results waiting are written, then what
+        # is still open (not started, or not written because of an outage) is handed back.
+        self._flush(batch, tally)
         left = batch.unsettled()
         if left:
             self._release(left)
@@ -109,11 +126,32 @@ class CollageStage:
             # A long batch must not outlive its leases: another worker would take the
             # rest over and do the same work twice.
             self._renew(batch)
-            self._one(claim, tally)
+            due = self._one(claim, batch.book)
         except OutageError as exc:
             batch.halt(exc)  # this product stays unsettled and is released
             return
-        batch.settle(claim)
+        if due:
+            self._flush(batch, tally)
+
+    def _flush(self, batch: _Batch, tally: RunCounts) -> None:
+        """Write the batch's waiting results; an outage halts the batch (the rest is released)."""
+        flushed = batch.book.flush()
+        for settled in flushed.settled:
+            batch.settle(settled.claim)
+            if not settled.held:
+                # Another worker took the row over after our lease lapsed. It writes the same
+                # bytes to the same key, so the object we stored is not a stray.
+                _log.warning(
+                    "collage of %s: lease lost before it was written",
+                    _name(settled.claim.product),
+                )
+                tally.add(lease_lost=1)
+            elif settled.error is None:
+                tally.add(done=1)
+            else:
+                tally.add(failed=1)
+        if flushed.outage is not None:
+            batch.halt(flushed.outage)
 
     def _renew(self, batch: _Batch) -> None:
         """Push out the leases of the batch's open claims once half the lease has gone by."""
@@ -124,7 +162,8 @@ class CollageStage:
             self.queue.extend(open_claims, self.lease)
             batch.renewed = self.clock.monotonic()
 
-    def _one(self, claim: Claim, tally: RunCounts) -> None:
+    def _one(self, claim: Claim, book: Settlements) -> bool:
+        """Build and store one collage; hand its result to ``book`` (True: write it now)."""
         product = claim.product
         try:
             # Everything that depends on this product's data sits inside the guard, the
@@ -137,18 +176,8 @@ class CollageStage:
         except ProductError as exc:
             message = _reason(product, exc)
             _log.warning("collage of %s failed: %s", _name(product), message)
-            if self.queue.fail(claim, message):
-                tally.add(failed=1)
-            else:
-                tally.add(lease_lost=1)
-            return
-        if self.queue.complete(claim, CollageStored(collage_url=url)):
-            tally.add(done=1)
-        else:
-            # Another worker took the row over after our lease lapsed. It writes the same
-            # bytes to the same key, so the object we just stored is not a stray.
-            _log.warning("collage of %s: lease lost before completion", _name(product))
-            tally.add(lease_lost=1)
+            return book.fail(claim, message)
+        return book.complete(claim, CollageStored(collage_url=url))
 
     def _originals(self, product: Product) -> list[bytes]:
         photos = []
@@ -203,6 +232,7 @@ class _Batch:
 
     claims: list[Claim]
     renewed: float
+    book: Settlements  # results not written yet: their claims are still open
     open: set[int] = attrs.field(init=False)
     outage: OutageError | None = None
     lock: threading.Lock = attrs.field(factory=threading.Lock)

@@ -10,6 +10,14 @@ longer photo list) are deleted by key. Only when every photo is stored is the cl
 completed with their public URLs (``uploaded``). The host's ``retry_failed`` and
 ``cleanup_temp`` are the shared ones of :mod:`undecat.jobs.maintenance`.
 
+Results are written in batches (:mod:`undecat.jobs.settle`): a finished product's completion
+or failure waits in a buffer that is written with one ``complete_many`` and one
+``fail_many`` once ``settle_batch`` results wait (50, or ``BATCH_SIZE`` if smaller) or the
+oldest has waited ``settle_wait`` seconds (2 s), and always before claims are released, on a
+stop, on an outage and at the end of the run. Until then its claim is open like any other:
+an outage while writing leaves it to be released, a crash to lapse, and a result whose
+lease was lost meanwhile is counted ``lease_lost``, as when it was written at once.
+
 Failure handling, the rule of every stage:
 
 * a **product error** (404, not an image, too large, too slow -- anything
@@ -50,6 +58,7 @@ from undecat.domain.stages import PhotosStored
 from undecat.domain.status import RunStatus
 from undecat.errors import OutageError, PhotoTransportError, ProductError, ProxyError
 from undecat.jobs.runlog import StopToken
+from undecat.jobs.settle import SETTLE_BATCH, SETTLE_WAIT, Settlements
 from undecat.ports import (
     Clock,
     ObjectStore,
@@ -81,12 +90,20 @@ class DownloadSettings:
     max_batches: int | None = None  # None: until no pending product is left
     #: Products in a row failing at the transport level that stop the run as an outage.
     breaker_threshold: int = 5
+    #: Results written in one call (``complete_many`` / ``fail_many``) once this many wait,
+    #: or once the oldest has waited ``settle_wait`` seconds (see :mod:`undecat.jobs.settle`).
+    settle_batch: int = SETTLE_BATCH
+    settle_wait: float = SETTLE_WAIT
 
 
 @attrs.define
 class _Flow:
-    """The run's claims not settled yet, how many have not started, and what stopped it."""
+    """The run's claims not settled yet, how many have not started, and what stopped it.
 
+    A claim whose result waits in ``book`` (not written yet) is still open.
+    """
+
+    book: Settlements
     open: dict[int, Claim] = attrs.field(factory=dict)
     begun: set[int] = attrs.field(factory=set)
     unstarted: int = 0
@@ -116,14 +133,19 @@ class _Flow:
             self.stop.set()
             self.changed.notify_all()
 
-    def wait_for_starts(self, stopping: Callable[[], bool]) -> None:
-        """Return once every product claimed so far has started (or the run is stopping)."""
-        with self.changed:
-            # A stop request is not a notification of this condition: look every 0.1 s.
-            while not self.changed.wait_for(
-                lambda: self.unstarted <= 0 or self.stop.is_set() or stopping(), timeout=0.1
-            ):
-                pass
+    def wait_for_starts(self, stopping: Callable[[], bool], tick: Callable[[], None]) -> None:
+        """Return once every product claimed so far has started (or the run is stopping).
+
+        ``tick`` runs every 0.1 s of waiting, outside the lock (it writes due results).
+        """
+        # A stop request is not a notification of this condition: look every 0.1 s.
+        while True:
+            with self.changed:
+                if self.changed.wait_for(
+                    lambda: self.unstarted <= 0 or self.stop.is_set() or stopping(), timeout=0.1
+                ):
+                    return
+            tick()
 
     def unsettled(self) -> list[Claim]:
         with self.changed:
@@ -208,7 +230,8 @@ class PhotoDownloader:
 
     def download_pending(self) -> RunResult:
         """Download the photos of every pending product, batch after batch."""
-        tally, flow, s = _counts(), _Flow(), self.settings
+        s = self.settings
+        tally, flow = _counts(), _Flow(self._book())
         breaker = _Breaker(max(1, s.breaker_threshold))
         try:
             with ThreadPoolExecutor(s.concurrency, thread_name_prefix="undecat-download") as pool:
@@ -218,7 +241,7 @@ class PhotoDownloader:
                         # The next batch is claimed as soon as every product claimed so far
                         # has started: workers never idle between batches, and no claim
                         # waits long for a worker while its lease runs.
-                        flow.wait_for_starts(self._stopping)
+                        flow.wait_for_starts(self._stopping, lambda: self._flush_due(flow, tally))
                         running = _reap(running)
                         if flow.stop.is_set() or self._stopping():
                             break
@@ -242,23 +265,39 @@ class PhotoDownloader:
                     flow.halt(None)  # a bug: start nothing more, let the running ones end
                     raise
         finally:
+            # Every worker has ended: what waits in the buffer is written, then whatever is
+            # still open (unstarted, held by the breaker, or not written) is handed back.
+            self._flush(flow, tally)
             self._release(flow, tally)
         return self._result(tally, flow.outage)
+
+    def _book(self) -> Settlements:
+        s = self.settings
+        # Never more than a claimed batch's worth: a small BATCH_SIZE means results are
+        # wanted soon, and the cost stays a constant per batch either way.
+        size = max(1, min(s.settle_batch, s.batch_size))
+        return Settlements(self.queue, self.clock.monotonic, size=size, wait=s.settle_wait)
 
     def _finish_running(self, running: list[Future[None]], flow: _Flow, tally: RunCounts) -> None:
         """Wait for the products started; on a stop, first hand back those not begun.
 
         Even if the product in hand outlives the grace period, only its own lease stays held.
         """
-        released = False
+        released = flushed = False
         waiting = set(running)
         while waiting:
             done, waiting = wait(waiting, timeout=0.1)
             for future in done:
                 future.result()  # a bug's exception, if one ended with one
             if self._stopping() and not released:
+                self._flush(flow, tally)  # the results in hand are not left to a SIGKILL
                 self._release(flow, tally, flow.take_unstarted())
-                released = True
+                released = flushed = True
+            elif flow.stop.is_set() and not flushed:
+                self._flush(flow, tally)  # an outage: what was done before it is written now
+                flushed = True
+            else:
+                self._flush_due(flow, tally)
 
     def _release(self, flow: _Flow, tally: RunCounts, left: list[Claim] | None = None) -> None:
         left = flow.unsettled() if left is None else left
@@ -350,23 +389,39 @@ class PhotoDownloader:
         urls: tuple[str, ...] = (),
         error: str | None = None,
     ) -> None:
-        try:
-            if error is None:
-                held = self.queue.complete(claim, PhotosStored(urls))
-            else:
-                held = self.queue.fail(claim, error)
-        except OutageError as exc:
-            flow.halt(exc)
-            return
-        flow.settle(claim)
-        if not held:
-            tally.add(lease_lost=1)
-            _log.warning("download: lease of %s lost before it was written", _name(claim.product))
-        elif error is None:
-            tally.add(done=1)
+        """Hand the product's result to the buffer; write the buffer if that made it due."""
+        if error is None:
+            due = flow.book.complete(claim, PhotosStored(urls))
         else:
-            tally.add(failed=1)
-            _log.warning("download: %s failed: %s", _name(claim.product), error)
+            due = flow.book.fail(claim, error)
+        if due:
+            self._flush(flow, tally)
+
+    def _flush_due(self, flow: _Flow, tally: RunCounts) -> None:
+        """Write the buffer if its oldest result has waited long enough (or it is full)."""
+        if flow.book.due():
+            self._flush(flow, tally)
+
+    def _flush(self, flow: _Flow, tally: RunCounts) -> None:
+        """Write the waiting results: settle the claims written, count and log each.
+
+        An outage halts the run like any other: the claims it kept from being written stay
+        open and are released at the end (or lapse), nothing is marked.
+        """
+        flushed = flow.book.flush()
+        for settled in flushed.settled:
+            flow.settle(settled.claim)
+            product = settled.claim.product
+            if not settled.held:
+                tally.add(lease_lost=1)
+                _log.warning("download: lease of %s lost before it was written", _name(product))
+            elif settled.error is None:
+                tally.add(done=1)
+            else:
+                tally.add(failed=1)
+                _log.warning("download: %s failed: %s", _name(product), settled.error)
+        if flushed.outage is not None:
+            flow.halt(flushed.outage)
 
     def _store_photos(self, product: Product, tally: RunCounts) -> tuple[str, ...]:
         """Fetch, validate and upload every photo of ``product`` in order; return their URLs."""

@@ -12,10 +12,12 @@ batch is read in full from staging and judged by :func:`undecat.domain.productio
   run and handed back untouched, so they stay ``pending`` and production keeps their last
   verified version.
 
-Production is always written before staging is marked: a crash between the two leaves the
-rows pending (their lease lapses), and the next run writes the same values again -- which
-changes nothing, because every production write is guarded by ``IS DISTINCT FROM``. After
-the products, the stores and the latest availability of the polled stores are copied.
+A batch's marks are written with one ``complete_many`` (fenced claim by claim, like every
+stage's results). Production is always written before staging is marked: a crash between
+the two leaves the rows pending (their lease lapses), and the next run writes the same
+values again -- which changes nothing, because every production write is guarded by
+``IS DISTINCT FROM``. After the products, the stores and the latest availability of the
+polled stores are copied.
 
 An outage of either database stops the run: every claim still held is handed back (nothing
 is marked), the run is logged ``failed`` and the runner exits non-zero.
@@ -114,8 +116,10 @@ class ProductionSync:
             tally.add(deactivated=self.production.deactivate([e for _, e in delisted]))
             marks = [(c, ProductionDone(SyncStatus.SYNCED)) for c, _ in (*ready, *delisted)]
             marks += [(c, ProductionDone(SyncStatus.SKIPPED, reason)) for c, reason in skipped]
-            for claim, outcome in marks:
-                if self.queue.complete(claim, outcome):
+            # One statement (two when some are skipped) for the whole batch.
+            written = self.queue.complete_many(marks) if marks else []
+            for (_, outcome), kept in zip(marks, written, strict=True):
+                if kept:
                     if outcome.status is SyncStatus.SYNCED:
                         tally.add(done=1)
                     else:

@@ -11,7 +11,8 @@ One run claims pilot products batch by batch and, per batch, across products:
    :class:`~undecat.ports.XimilarLedger`, only for rows it still leases), then inserts
    them, ten per request, filled across products;
 4. writes each product's confirmed records and status (``partial`` / ``synced``), or marks
-   it ``error`` with the reason Ximilar gave for a refused record, then forgets the noted
+   it ``error`` with the reason Ximilar gave for a refused record -- the batch's completions
+   in one ``complete_many``, its failures in one ``fail_many`` -- then forgets the noted
    ids of the products written (a failed product keeps them).
 
 Ids noted but never confirmed -- the process died between an insert and step 4 -- are not
@@ -34,6 +35,7 @@ from datetime import timedelta
 import attrs
 
 from undecat.domain.models import Claim, RunCounts, RunResult
+from undecat.domain.stages import XimilarProgress
 from undecat.domain.status import RunStatus, XimilarStatus
 from undecat.domain.ximilar import (
     MAX_RECORDS_PER_REQUEST,
@@ -224,14 +226,9 @@ class _Batch:
         except OutageError:
             self._give_back(self._claims)
             raise
-        for position, claim in enumerate(self._claims):
-            try:
-                self._finish(claim)
-            except OutageError:
-                # The database went away while outcomes were written: the products not
-                # written yet are handed back (or left to lapse), never marked.
-                self._give_back(self._claims[position:])
-                raise
+        if self._dry_run:
+            return
+        self._finish()
         if self._ledger is not None:
             self._ledger.clear_pending(self._written)
 
@@ -283,9 +280,9 @@ class _Batch:
         if isinstance(reply, Confirmed):
             self._reasons.update(reply.reasons)
 
-    def _finish(self, claim: Claim) -> None:
-        plan = self._plans[claim.product.id]
-        problems = [
+    def _problems(self, plan: SyncPlan) -> list[str]:
+        """Why the product failed: records Ximilar refused, stale records it kept."""
+        return [
             f"photo {n + 1} ({record.url}) was refused: {self._reasons[record.record_id]}"
             for n, record in _numbered(plan)
             if record.record_id not in self._inserted and record.record_id in self._reasons
@@ -294,16 +291,43 @@ class _Batch:
             for rid in plan.stale_ids
             if rid not in self._deleted and rid in self._reasons
         ]
-        if self._dry_run:
-            return
-        if problems:
-            _log.warning("ximilar: %s failed: %s", plan.external_id, "; ".join(problems))
-            self._queue.fail(claim, "ximilar: " + "; ".join(problems))
-            self._tally.add(failed=1)
-            return
-        progress = settle(plan, inserted=self._inserted, deleted=self._deleted)
+
+    def _finish(self) -> None:
+        """Write every product's outcome: one ``complete_many``, then one ``fail_many``.
+
+        An outage hands back the products of the call it stopped (and of any call not made
+        yet): nothing of theirs was written.
+        """
+        done: list[tuple[Claim, XimilarProgress]] = []
+        failed: list[tuple[Claim, str]] = []
+        for claim in self._claims:
+            plan = self._plans[claim.product.id]
+            problems = self._problems(plan)
+            if problems:
+                _log.warning("ximilar: %s failed: %s", plan.external_id, "; ".join(problems))
+                failed.append((claim, "ximilar: " + "; ".join(problems)))
+            else:
+                done.append((claim, settle(plan, inserted=self._inserted, deleted=self._deleted)))
+        try:
+            written = self._queue.complete_many(done) if done else []
+        except OutageError:
+            self._give_back(self._claims)
+            raise
+        for (claim, progress), held in zip(done, written, strict=True):
+            self._completed(claim, progress, held=held)
+        try:
+            if failed:
+                self._queue.fail_many(failed)
+        except OutageError:
+            self._give_back([claim for claim, _ in failed])
+            raise
+        self._tally.add(failed=len(failed))
+
+    def _completed(self, claim: Claim, progress: XimilarProgress, *, held: bool) -> None:
+        """Count one product's written outcome (or log its lost lease)."""
+        plan = self._plans[claim.product.id]
         self._tally.add(deleted=sum(1 for rid in plan.stale_ids if rid in self._deleted))
-        if not self._queue.complete(claim, progress):
+        if not held:
             _log.warning(
                 "ximilar: lost the lease of %s; its result is not written", plan.external_id
             )

@@ -13,6 +13,12 @@ and hands its value back as the claim's token; results are written only
 ``WHERE <stage>_owner = me AND <stage>_claim = token``: a worker whose lease lapsed and was
 taken over (even by a worker of the same name) cannot overwrite the new claim's work.
 
+Results are written in batches: ``complete_many`` and ``fail_many`` are one
+``UPDATE raw_products ... FROM unnest(ids, tokens, ...) WITH ORDINALITY`` per call (one per
+set of columns written: a partial Ximilar row or a skipped sync writes different ones), fenced
+item by item as above, and answer item by item whether it was written. ``complete`` and
+``fail`` are the same statement for one item: one round trip each.
+
 A stage's failure is its own: ``<stage>_error`` holds the reason and takes the row out of
 that stage's queue, and nothing else; ``error_message`` shows the latest reason of any stage.
 Rows whose attempts ran out (a crash loop, or the last retry failing) end failed with their
@@ -34,6 +40,7 @@ from datetime import timedelta
 from typing import Any
 
 import attrs
+import orjson
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -299,25 +306,119 @@ class PostgresWorkQueue:
 
     def complete(self, claim: Claim, outcome: Outcome) -> bool:
         """Write the stage's result, only while this claim still holds the lease."""
-        values = self._outcome(outcome)
-        assignments = [
-            sql.SQL("{} = {}").format(
-                sql.Identifier(column),
-                value.sql if isinstance(value, _Sql) else sql.Placeholder(column),
-            )
-            for column, value in values.items()
+        return self.complete_many([(claim, outcome)])[0]
+
+    def complete_many(self, done: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+        """Write many results in one statement (one per outcome shape); see :meth:`_settle`."""
+        items = [(claim, self._outcome(outcome)) for claim, outcome in done]
+        return self._settle(items, "completing")
+
+    def fail(self, claim: Claim, message: str) -> bool:
+        """Mark the product failed in this stage (its reason kept), keeping its attempts."""
+        return self.fail_many([(claim, message)])[0]
+
+    def fail_many(self, failed: Sequence[tuple[Claim, str]]) -> list[bool]:
+        """Mark many products failed in one statement; see :meth:`_settle`."""
+        items = [(claim, self._failure(message)) for claim, message in failed]
+        return self._settle(items, "failing")
+
+    def _failure(self, message: str) -> dict[str, Any]:
+        """Return the columns a failure writes."""
+        text = redact_text(message)[:2000]
+        values: dict[str, Any] = {}
+        if self._spec.error_value is not None:
+            values[self._spec.status_column] = str(self._spec.error_value)
+        values.update({f"{self.stage.value}_error": text, "error_message": text})
+        return values
+
+    def _settle(self, items: Sequence[tuple[Claim, dict[str, Any]]], verb: str) -> list[bool]:
+        """Write each item's columns where its claim still holds the lease; which were written.
+
+        One ``UPDATE ... FROM unnest(...)`` per distinct set of columns and SQL expressions
+        (one for a download or collage call, at most two for Ximilar's partial rows or a
+        skipped sync), whatever the number of items: the round trips of a batch's
+        bookkeeping do not grow with the batch. Values the items share are sent once; the
+        rest as one typed array per column. The items behave as if written one after the
+        other: a claim given twice is written by its first item only (the second finds the
+        lease already given up).
+        """
+        written = [False] * len(items)
+        seen: set[tuple[int, str, int]] = set()
+        shapes: dict[tuple[tuple[str, str | None], ...], list[int]] = {}
+        for n, (claim, values) in enumerate(items):
+            key = (claim.product.id, claim.owner, claim.token)
+            if key not in seen:
+                seen.add(key)
+                shapes.setdefault(_shape(values), []).append(n)
+        if not shapes:
+            return written
+        if len(items) == 1:
+            what = f"{verb} {self.stage.value} of {items[0][0].product.external_id}"
+        else:
+            what = f"{verb} {self.stage.value} of {len(items)} products"
+        statements = [
+            (self._settle_statement([items[n] for n in members]), members)
+            for members in shapes.values()
         ]
-        query = self._fmt(
-            "UPDATE raw_products SET {sets}, {owner} = NULL, {lease} = NULL, updated_at = now()"
-            " WHERE id = %(id)s AND {owner} = %(claim_owner)s AND {token} = %(claim_token)s",
-            sets=sql.SQL(", ").join(assignments),
-        )
-        params = {k: v for k, v in values.items() if not isinstance(v, _Sql)}
-        params.update(id=claim.product.id, claim_owner=claim.owner, claim_token=claim.token)
-        what = f"completing {self.stage.value} of {claim.product.external_id}"
         with self._db.statement(what) as cur:
-            cur.execute(query, params)
-            return cur.rowcount == 1
+            for (query, params), members in statements:
+                cur.execute(query, params)
+                for row in cur.fetchall():
+                    written[members[int(row["n"]) - 1]] = True
+        return written
+
+    def _settle_statement(
+        self, items: Sequence[tuple[Claim, dict[str, Any]]]
+    ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The UPDATE writing ``items`` (all of one shape), and its parameters."""
+        params: dict[str, Any] = {
+            "ids": [c.product.id for c, _ in items],
+            "tokens": [c.token for c, _ in items],
+        }
+        arrays: list[sql.Composable] = [
+            sql.SQL("%(ids)s::bigint[]"),
+            sql.SQL("%(tokens)s::bigint[]"),
+        ]
+        names = ["c_id", "c_token"]
+        owners = {c.owner for c, _ in items}
+        if len(owners) == 1:
+            params["owner"] = owners.pop()
+            owner: sql.Composable = sql.Placeholder("owner")
+        else:
+            params["owners"] = [c.owner for c, _ in items]
+            arrays.append(sql.SQL("%(owners)s::text[]"))
+            names.append("c_owner")
+            owner = sql.SQL("v.c_owner")
+        assignments: list[sql.Composable] = []
+        for k, column in enumerate(items[0][1]):
+            target = sql.Identifier(column)
+            values = [v[column] for _, v in items]
+            first = values[0]
+            if isinstance(first, _Sql):
+                assignments.append(sql.SQL("{} = {}").format(target, first.sql))
+            elif all(_same(value, first) for value in values):
+                params[f"k{k}"] = first  # shared by every item: sent once
+                assignments.append(sql.SQL("{} = {}").format(target, sql.Placeholder(f"k{k}")))
+            else:
+                kind, cast, data = _array(column, values)
+                params[f"a{k}"] = data
+                arrays.append(sql.SQL("{}::" + kind + "[]").format(sql.Placeholder(f"a{k}")))
+                names.append(f"c{k}")
+                assignments.append(
+                    sql.SQL("{} = v.{}" + cast).format(target, sql.Identifier(f"c{k}"))
+                )
+        query = self._fmt(
+            "UPDATE raw_products AS r SET {sets}, {owner} = NULL, {lease} = NULL,"
+            " updated_at = now()"
+            " FROM unnest({arrays}) WITH ORDINALITY AS v({names})"
+            " WHERE r.id = v.c_id AND r.{owner} = {claim_owner} AND r.{token} = v.c_token"
+            " RETURNING v.n",
+            sets=sql.SQL(", ").join(assignments),
+            arrays=sql.SQL(", ").join(arrays),
+            names=sql.SQL(", ").join(sql.Identifier(n) for n in [*names, "n"]),
+            claim_owner=owner,
+        )
+        return query, params
 
     def _outcome(self, outcome: Outcome) -> dict[str, Any]:
         """Return the columns an outcome writes (``_Sql`` values are SQL expressions)."""
@@ -376,25 +477,6 @@ class PostgresWorkQueue:
                 raise UndecatError(
                     f"{self.stage.value}: {type(outcome).__name__} is not an outcome of this stage"
                 )
-
-    def fail(self, claim: Claim, message: str) -> bool:
-        """Mark the product failed in this stage (its reason kept), keeping its attempts."""
-        query = self._fmt(
-            "UPDATE raw_products SET {set_error_status} {err} = %(message)s,"
-            " error_message = %(message)s, {owner} = NULL, {lease} = NULL, updated_at = now()"
-            " WHERE id = %(id)s AND {owner} = %(owner)s AND {token} = %(token)s"
-        )
-        params = {
-            "message": redact_text(message)[:2000],
-            "id": claim.product.id,
-            "owner": claim.owner,
-            "token": claim.token,
-        }
-        with self._db.statement(
-            f"failing {self.stage.value} of {claim.product.external_id}"
-        ) as cur:
-            cur.execute(query, params)
-            return cur.rowcount == 1
 
     def release(self, claims: Sequence[Claim]) -> int:
         """Hand products back untouched; the attempt is not counted (it was an outage)."""
@@ -490,6 +572,40 @@ _XIMILAR_RESULTS = frozenset(
     for state in (XimilarStatus.PENDING, XimilarStatus.PARTIAL)
     for event in (XimilarEvent.SOME_SYNCED, XimilarEvent.ALL_SYNCED)
 ) | {XimilarStatus.PENDING}
+
+
+def _shape(values: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    """The columns an item writes, and which of them are SQL expressions (and which)."""
+    return tuple(
+        (column, repr(value.sql) if isinstance(value, _Sql) else None)
+        for column, value in values.items()
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.obj if isinstance(value, Jsonb) else value
+
+
+def _same(value: Any, other: Any) -> bool:
+    return type(value) is type(other) and _plain(value) == _plain(other)
+
+
+def _array(column: str, values: Sequence[Any]) -> tuple[str, str, list[Any]]:
+    """One column's values as a typed array: (element type, cast to the column, values).
+
+    JSON goes as text (orjson, one call per value) cast back to jsonb in the statement:
+    psycopg then sends plain text arrays, not one adapted object per element.
+    """
+    present = {type(v) for v in values if v is not None}
+    if present == {Jsonb}:
+        texts = [None if v is None else orjson.dumps(v.obj).decode() for v in values]
+        return "text", "::jsonb", texts
+    if present == {str}:
+        return "text", "", list(values)
+    if present == {int}:
+        return "bigint", "", list(values)
+    kinds = ", ".join(sorted(t.__name__ for t in present))
+    raise UndecatError(f"{column}: cannot write values of types {kinds} in one statement")
 
 
 def _by_owner(claims: Sequence[Claim]) -> dict[str, list[Claim]]:
