@@ -313,9 +313,8 @@ def test_a_product_inserted_between_look_up_and_copy_falls_back_to_the_merge(
     advance(staging_db, "2")
     before = rows(staging_db)["2"]
     # The look-up misses it, as it would if it had been inserted just after.
-    monkeypatch.setattr(
-        catalog, "_EXISTING", "SELECT 1 WHERE %(sources)s::text[] IS NULL AND %(ids)s::text[] IS NULL"
-    )
+    never = "SELECT 1 WHERE %(sources)s::text[] IS NULL AND %(ids)s::text[] IS NULL"
+    monkeypatch.setattr(catalog, "_EXISTING", never)
     result = store.upsert_products([draft("1"), draft("2"), draft("3")], T1)
     assert result == UpsertResult(new=2, unchanged=1)
     after = rows(staging_db)
