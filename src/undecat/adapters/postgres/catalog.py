@@ -248,24 +248,15 @@ def _merge(
 
 
 def _new_row(d: ProductDraft, scraped_at: datetime) -> tuple[object, ...]:
-    """One draft as a row of ``raw_products`` (the JSON columns already encoded)."""
-    return (
-        d.source,
-        d.external_id,
-        d.brand,
-        d.name,
-        d.description,
-        d.price,
-        d.currency,
-        d.category,
-        d.colour,
-        Jsonb(orjson.dumps(d.sizes), dumps=_encoded),
-        d.composition,
-        Jsonb(orjson.dumps(d.original_image_urls), dumps=_encoded),
-        Jsonb(d.raw_json if d.raw_json is not None else _json(d.raw_data), dumps=_encoded),
-        scraped_at,
-        "pending",
-    )
+    """One draft as a row of ``raw_products``: the staging row, its JSON typed as jsonb."""
+    row = list(_copy_row(d))
+    for column in _JSON_COLUMNS:
+        row[column] = Jsonb(row[column], dumps=_encoded)
+    return (*row, scraped_at, "pending")
+
+
+#: The positions of sizes, photos and the raw item in :func:`_copy_row`'s rows.
+_JSON_COLUMNS = (9, 11, 12)
 
 
 def _encoded(data: bytes) -> bytes:
