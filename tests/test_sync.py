@@ -259,6 +259,26 @@ def test_stores_and_the_latest_availability_reach_the_read_api(
         assert in_stock(conn, "bershka", [a]) == {a: {1: ["S"]}}
 
 
+def test_the_latest_availability_is_read_a_page_at_a_time(
+    staging_db: Database, staging_dsn: str
+) -> None:
+    """Pages of at most ``page`` rows, every (brand, store, product) once, its newest answer."""
+    from undecat.adapters.postgres.availability import PostgresSyncSource  # noqa: PLC0415
+
+    q(
+        staging_dsn,
+        "INSERT INTO raw_availability (brand, store_id, product_id, sizes_in_stock, fetched_at)"
+        " SELECT 'zara', s, 'p' || p, '[]', now() - make_interval(days => v)"
+        " FROM generate_series(1, 3) s, generate_series(1, 7) p, generate_series(0, 1) v",
+    )
+    pages = list(PostgresSyncSource(staging_db).latest_availability(None, page=4))
+    assert [len(page) for page in pages] == [4, 4, 4, 4, 4, 1]  # 21 rows, not 42
+    records = [r for page in pages for r in page]
+    assert len({(r.store_id, r.product_id) for r in records}) == 21
+    newest = q(staging_dsn, "SELECT max(fetched_at) AS t FROM raw_availability")[0]["t"]
+    assert {r.fetched_at for r in records} == {newest}
+
+
 def test_production_down_marks_nothing_and_exits_non_zero(
     staging_db: Database,
     staging_dsn: str,

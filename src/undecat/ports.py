@@ -396,8 +396,8 @@ class SyncSource(Protocol):
         """Return every stored store."""
         ...
 
-    def latest_availability(self, since: datetime | None) -> list[AvailabilityRecord]:
-        """The latest row per (brand, store, product) among rows fetched after ``since``."""
+    def latest_availability(self, since: datetime | None) -> Iterator[list[AvailabilityRecord]]:
+        """The latest row per (brand, store, product) fetched after ``since``, in pages."""
         ...
 
 

@@ -17,7 +17,8 @@ stage's results). Production is always written before staging is marked: a crash
 the two leaves the rows pending (their lease lapses), and the next run writes the same
 values again -- which changes nothing, because every production write is guarded by
 ``IS DISTINCT FROM``. After the products, the stores and the latest availability of the
-polled stores are copied.
+polled stores are copied, the availability a page of rows at a time (memory stays flat:
+47,000 products in 10 stores held at once took 767 MiB).
 
 An outage of either database stops the run: every claim still held is handed back (nothing
 is marked), the run is logged ``failed`` and the runner exits non-zero.
@@ -77,13 +78,13 @@ class ProductionSync:
                 self._batch(claims, tally, held)
             tally.add(stores_changed=self.production.upsert_stores(self.source.all_stores()))
             mark = self.production.availability_watermark()
-            records = self.source.latest_availability(
-                None if mark is None else mark - AVAILABILITY_SLACK
-            )
-            tally.add(
-                availability_rows=len(records),
-                availability_changed=self.production.upsert_availability(records),
-            )
+            since = None if mark is None else mark - AVAILABILITY_SLACK
+            # Page by page: the rows of every store and product do not fit in memory at once.
+            for records in self.source.latest_availability(since):
+                tally.add(
+                    availability_rows=len(records),
+                    availability_changed=self.production.upsert_availability(records),
+                )
         except UndecatError as exc:
             self._release(held)
             return self._result(tally, started, exc)

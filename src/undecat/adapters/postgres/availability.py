@@ -15,7 +15,7 @@ which orders the next poll (least recently polled first) and gives the coverage.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -334,6 +334,10 @@ def entry_from_row(row: dict[str, Any]) -> CatalogEntry:
     )
 
 
+#: Availability rows read per page by :meth:`PostgresSyncSource.latest_availability`.
+AVAILABILITY_PAGE = 5000
+
+
 class PostgresSyncSource:
     """The :class:`~undecat.ports.SyncSource` on the staging database."""
 
@@ -364,9 +368,16 @@ class PostgresSyncSource:
             )
             return [store_from_row(row) for row in cur.fetchall()]
 
-    def latest_availability(self, since: datetime | None) -> list[AvailabilityRecord]:
-        """The latest row per (brand, store, product) among rows fetched after ``since``."""
-        with self._db.transaction("reading the latest availability") as cur:
+    def latest_availability(
+        self, since: datetime | None, *, page: int = AVAILABILITY_PAGE
+    ) -> Iterator[list[AvailabilityRecord]]:
+        """The latest row per (brand, store, product) fetched after ``since``, in pages.
+
+        One query, read through a server-side cursor ``page`` rows at a time: a catalog of
+        47,000 products in 20 stores is close to a million rows, which held at once would
+        take gigabytes.
+        """
+        with self._db.streaming("reading the latest availability") as cur:
             cur.execute(
                 "SELECT DISTINCT ON (brand, store_id, product_id)"
                 " brand, store_id, product_id, sizes_in_stock, fetched_at"
@@ -375,4 +386,5 @@ class PostgresSyncSource:
                 " ORDER BY brand, store_id, product_id, fetched_at DESC",
                 {"since": since},
             )
-            return [record_from_row(row) for row in cur.fetchall()]
+            while rows := cur.fetchmany(page):
+                yield [record_from_row(row) for row in rows]

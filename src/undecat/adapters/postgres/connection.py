@@ -271,6 +271,20 @@ class Database:
             yield cur
 
     @contextmanager
+    def streaming(self, what: str) -> Iterator[psycopg.ServerCursor[dict[str, Any]]]:
+        """Yield a server-side cursor inside one transaction: rows fetched a page at a time.
+
+        For results too large to hold at once; the cursor lives only as long as the
+        transaction, so it is safe behind PgBouncer in transaction mode.
+        """
+        with (
+            self._connection(what) as conn,
+            conn.transaction(),
+            conn.cursor(name="undecat_stream") as cur,
+        ):
+            yield cur
+
+    @contextmanager
     def statement(self, what: str) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """Yield a cursor for exactly one statement, run on its own (autocommit).
 
