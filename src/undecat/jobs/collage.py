@@ -120,7 +120,7 @@ class CollageStage:
 
     def _guarded(self, claim: Claim, batch: _Batch, tally: RunCounts) -> None:
         """One product on a worker, unless the run is stopping or an outage stopped it."""
-        if not batch.begin(claim, self._stopping):
+        if not batch.may_start(self._stopping):
             return  # left unsettled: released with the rest of the batch
         try:
             # A long batch must not outlive its leases: another worker would take the
@@ -240,8 +240,8 @@ class _Batch:
     def __attrs_post_init__(self) -> None:
         self.open = {c.product.id for c in self.claims}
 
-    def begin(self, claim: Claim, stopping: Callable[[], bool]) -> bool:
-        """Whether ``claim`` may be worked on now (no outage, no stop requested)."""
+    def may_start(self, stopping: Callable[[], bool]) -> bool:
+        """Whether a product may be started now (no outage, no stop requested)."""
         with self.lock:
             return self.outage is None and not stopping()
 
