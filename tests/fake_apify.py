@@ -117,6 +117,7 @@ class FakeApify:
         self.runs: dict[str, _Run] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]], bytes]] = []
         self._faults: list[tuple[str, str, int]] = []
+        self._bodies: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(
@@ -146,6 +147,11 @@ class FakeApify:
         with self._lock:
             self._faults.extend([(method, path_part, status)] * times)
 
+    def answer_next(self, path_part: str, body: bytes) -> None:
+        """Answer the next GET whose path contains ``path_part`` with 200 and ``body`` as is."""
+        with self._lock:
+            self._bodies.append((path_part, body))
+
     def count(self, method: str, path_part: str) -> int:
         """How many requests of ``method`` hit a path containing ``path_part``."""
         return sum(1 for m, p, _, _ in self.requests if m == method and path_part in p)
@@ -161,6 +167,10 @@ class FakeApify:
                 if fault[0] == method and fault[1] in path:
                     self._faults.remove(fault)
                     return fault[2], _error("internal-server-error", "Injected failure"), {}
+            for part, raw in self._bodies:
+                if method == "GET" and part in path:
+                    self._bodies.remove((part, raw))
+                    return 200, raw, {}
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, _error("token-not-valid", "Authentication token is not valid."), {}
         parts = path.strip("/").split("/")
@@ -242,7 +252,10 @@ def _handler_for(api: FakeApify) -> type[BaseHTTPRequestHandler]:
             status, payload, extra = api.handle(
                 method, parts.path, parse_qs(parts.query), self.headers, body
             )
-            data = json.dumps(payload, ensure_ascii=False).encode()
+            if isinstance(payload, bytes):
+                data = payload
+            else:
+                data = json.dumps(payload, ensure_ascii=False).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

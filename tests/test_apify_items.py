@@ -6,8 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.strategies import UNICODE_NAMES, zara_item, zara_items
 from undecat.adapters.apify import UnreadableItem, mapper_for
@@ -139,6 +141,7 @@ def test_nul_and_lone_surrogates_are_removed_everywhere() -> None:
     draft = zara(item)
     assert draft.name == "Blazer one"
     assert draft.description == "bad \ufffd text"
+    assert draft.raw_data is not None
     assert draft.raw_data["extra"] == {"k": ["v"]}
     json.dumps(draft.raw_data, ensure_ascii=False).encode("utf-8")
 
@@ -159,6 +162,7 @@ def test_long_colour_is_cut_to_the_column() -> None:
     assert draft.colour is not None
     assert len(draft.colour) <= 100
     assert draft.colour.endswith("…")
+    assert draft.raw_data is not None
     assert draft.raw_data["colors"] == colours
 
 
@@ -168,3 +172,82 @@ def test_unknown_composition_shape_is_kept_as_text() -> None:
     odd = zara(zara_item(detailedComposition={"materials": ["cotton"]})).composition
     assert odd == '{"materials":["cotton"]}'
     assert zara(zara_item(detailedComposition=None)).composition is None
+
+
+# --- Items read straight from their JSON bytes (the Apify source's pages) -------------------
+
+#: JSON values of every type, for fields the mapper reads.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=6,
+)
+_FIELDS = (
+    "id", "name", "description", "price", "category", "colors", "sizes",
+    "detailedComposition", "colorsSizesImagesJSON",
+)  # fmt: skip
+
+
+@st.composite
+def odd_items(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid item with some fields (or some colour's fields) replaced by any JSON value."""
+    item: dict[str, Any] = draw(zara_items())
+    for field in draw(st.lists(st.sampled_from(_FIELDS), max_size=3, unique=True)):
+        item[field] = draw(_json_values | st.sampled_from(["", "  ", "a\x00b", "x\ud800y"]))
+    colours = item.get("colorsSizesImagesJSON")
+    if isinstance(colours, list) and colours and isinstance(colours[0], dict):
+        key = draw(st.sampled_from(["name", "xmedia", "sizes"]))
+        colours[0][key] = draw(_json_values | st.just([{"name": 1}]) | st.just([{"name": "M"}]))
+    return item
+
+
+def _sent(item: object, *, ascii_only: bool) -> msgspec.Raw:
+    """``item`` as the Apify API sends it: UTF-8 JSON (non-ASCII escaped or not)."""
+    text = json.dumps(item, ensure_ascii=ascii_only)
+    return msgspec.Raw(text.encode("utf-8", "surrogatepass"))
+
+
+def _outcome(item: object) -> tuple[object, ...]:
+    """What the mapper makes of ``item``: the draft and its stored JSON, or the rejection."""
+    try:
+        draft = zara(item)
+    except InvalidItemError as exc:
+        return ("rejected", str(exc), exc.product)
+    assert draft.raw_json is not None
+    return ("draft", draft, json.loads(draft.raw_json))
+
+
+@settings(max_examples=300)
+@given(odd_items(), st.booleans())
+def test_an_item_read_from_its_json_maps_as_the_decoded_item_does(
+    item: dict[str, Any], ascii_only: bool
+) -> None:
+    """Draft, stored JSON, or rejection reason: the same whether the item came decoded or not."""
+    sent = _sent(item, ascii_only=ascii_only)
+    assert _outcome(sent) == _outcome(json.loads(bytes(sent)))
+
+
+def test_a_clean_item_is_stored_as_the_bytes_it_came_in() -> None:
+    """The fast path: the item's own bytes are what the store writes; no dict is kept."""
+    sent = _sent(zara_item(), ascii_only=False)
+    draft = zara(sent)
+    assert draft.raw_json == bytes(sent)
+    assert draft.raw_data is None
+    assert draft == zara(zara_item())
+
+
+def test_items_the_fast_path_leaves_go_the_decoded_way() -> None:
+    """NUL, lone surrogates, a field of the wrong type, over the cap, not an object."""
+    dirty = zara(_sent(zara_item(name="Blazer\x00 one", description="bad \ud800"), ascii_only=True))
+    assert (dirty.name, dirty.description) == ("Blazer one", "bad \ufffd")
+    assert dirty.raw_json is not None
+    assert b"\\u0000" not in dirty.raw_json
+    with pytest.raises(InvalidItemError, match="name") as caught:
+        zara(_sent(zara_item(name=12), ascii_only=False))
+    assert caught.value.product == "512913640"
+    with pytest.raises(InvalidItemError, match="over the 1,048,576-byte cap"):
+        zara(_sent(zara_item(description="x" * (1024 * 1024)), ascii_only=False))
+    with pytest.raises(InvalidItemError, match="not a JSON object"):
+        zara(msgspec.Raw(b"[1, 2]"))
+    with pytest.raises(InvalidItemError, match="not readable JSON"):
+        zara(msgspec.Raw(b'{"id": 1, "name": '))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from tests.fake_apify import TOKEN, FakeApify, RunPlan
-from undecat.adapters.apify import ApifyCatalogSource
+from undecat.adapters.apify import ApifyCatalogSource, ApifyRun
 from undecat.errors import ConfigError, RemoteServiceError
 from undecat.redact import Secret
 
@@ -26,6 +27,11 @@ def source(api: FakeApify, *, token: str = TOKEN, retries: int = 3) -> ApifyCata
     )
 
 
+def decoded(run: ApifyRun) -> list[object]:
+    """The run's items, each decoded from the JSON text the source yields it as."""
+    return [msgspec.json.decode(item) for item in run.items()]
+
+
 def test_items_stream_over_several_pages(fake_apify: FakeApify) -> None:
     """A finished run's 2,500 items arrive in order over pages of 1,000, with the bearer token."""
     items = [{"id": n} for n in range(2500)]
@@ -33,16 +39,56 @@ def test_items_stream_over_several_pages(fake_apify: FakeApify) -> None:
     run = source(fake_apify).start("zara")
     assert run.status() == "SUCCEEDED"
     assert run.run_id == "run00001"
-    assert list(run.items()) == items
+    assert decoded(run) == items
     pages = [(q["offset"][0], q["limit"][0]) for m, p, q, _ in fake_apify.requests if "/items" in p]
     assert pages[:3] == [("0", "1000"), ("1000", "1000"), ("2000", "1000")]
     assert fake_apify.count("POST", f"/v2/actor-tasks/{TASK}/runs") == 1
 
 
+def test_a_page_is_split_into_items_without_decoding_them(fake_apify: FakeApify) -> None:
+    """Each item is its own JSON text, as sent; an empty page ends the reading."""
+    fake_apify.plan(TASK, RunPlan(items=[{"id": 1, "name": "Ж"}, {"id": 2}]))
+    run = source(fake_apify).start("zara")
+    raws = list(run.items())
+    assert [bytes(r) for r in raws] == [b'{"id": 1, "name": "\xd0\x96"}', b'{"id": 2}']
+    pages = [q["offset"][0] for m, p, q, _ in fake_apify.requests if "/items" in p]
+    assert pages == ["0", "2"]
+
+
+def test_a_page_that_is_one_object_is_one_item(fake_apify: FakeApify) -> None:
+    """As apify-client's list_items takes it: an object instead of an array is one item."""
+    fake_apify.plan(TASK, RunPlan(items=[]))
+    fake_apify.answer_next("/items", b' {"id": 7, "name": "x"}')
+    assert decoded(source(fake_apify).start("zara")) == [{"id": 7, "name": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'[{"id": 1}, {"id": ', "not JSON"),
+        (b"<html>blocked</html>", "not JSON"),
+        (b'"just text"', "JSON array of items"),
+        (b'{"id": 1', "not JSON"),
+    ],
+)
+def test_a_page_that_is_not_json_is_an_outage_after_the_items_before_it(
+    fake_apify: FakeApify, body: bytes, reason: str
+) -> None:
+    """The pages before it are yielded; the broken one is a RemoteServiceError saying why."""
+    fake_apify.plan(TASK, RunPlan(items=[{"id": n} for n in range(1500)]))
+    run = source(fake_apify).start("zara")
+    items = run.items()
+    first = [next(items) for _ in range(1000)]
+    assert msgspec.json.decode(first[-1]) == {"id": 999}
+    fake_apify.answer_next("/items", body)
+    with pytest.raises(RemoteServiceError, match=f"cannot read.*{reason}"):
+        next(items)
+
+
 def test_task_ids_with_a_user_name_are_addressed_with_a_tilde(fake_apify: FakeApify) -> None:
     """A task id of the form user/name reaches the API as user~name."""
     fake_apify.plan("someone/oysho-task", RunPlan(items=[{"id": 1}]))
-    assert list(source(fake_apify).start("oysho").items()) == [{"id": 1}]
+    assert decoded(source(fake_apify).start("oysho")) == [{"id": 1}]
     assert fake_apify.count("POST", "/v2/actor-tasks/someone~oysho-task/runs") == 1
 
 
@@ -54,7 +100,7 @@ def test_server_errors_are_retried_by_the_client(fake_apify: FakeApify) -> None:
     fake_apify.fail_next("GET", "/actor-runs/")
     fake_apify.fail_next("GET", "/items", times=2)
     run = source(fake_apify).start("zara")
-    assert list(run.items()) == items
+    assert decoded(run) == items
     assert fake_apify.count("POST", "/runs") == 2  # the failed start was repeated once
 
 
@@ -74,7 +120,7 @@ def test_unsuccessful_runs_report_their_status_and_keep_items(
     fake_apify.plan(TASK, RunPlan(items=[{"id": 1}, {"id": 2}], final_status=final))
     run = source(fake_apify).start("zara")
     assert run.status() == final
-    assert list(run.items()) == [{"id": 1}, {"id": 2}]
+    assert decoded(run) == [{"id": 1}, {"id": 2}]
     assert fake_apify.count("POST", "/abort") == 0  # a finished run is not aborted
 
 

@@ -288,7 +288,7 @@ def test_an_all_new_batch_copied_straight_in_equals_the_merge(
     with staging_db.transaction("clear") as cur:
         cur.execute("DELETE FROM raw_products")
     # The same drafts through the merge only: the look-up reports every batch as existing.
-    monkeypatch.setattr(catalog, "_EXISTING", "SELECT %(sources)s::text[], %(ids)s::text[]")
+    monkeypatch.setattr(catalog, "_EXISTING", "SELECT %(keys)s::jsonb")
     assert store.upsert_products(drafts, T0) == UpsertResult(new=40)
     assert _comparable(staging_db) == copied
 
@@ -313,7 +313,7 @@ def test_a_product_inserted_between_look_up_and_copy_falls_back_to_the_merge(
     advance(staging_db, "2")
     before = rows(staging_db)["2"]
     # The look-up misses it, as it would if it had been inserted just after.
-    never = "SELECT 1 WHERE %(sources)s::text[] IS NULL AND %(ids)s::text[] IS NULL"
+    never = "SELECT 1 WHERE %(keys)s::jsonb IS NULL"
     monkeypatch.setattr(catalog, "_EXISTING", never)
     result = store.upsert_products([draft("1"), draft("2"), draft("3")], T1)
     assert result == UpsertResult(new=2, unchanged=1)

@@ -61,10 +61,16 @@ class ProductDraft:
     sizes: tuple[str, ...]
     composition: str | None
     original_image_urls: tuple[str, ...]
-    raw_data: dict[str, Any] = attrs.field(eq=False, repr=False)
-    #: ``raw_data`` already encoded as compact UTF-8 JSON by the mapper (encoded once per
-    #: item: the size cap and the store both use it), or None to have the store encode it.
+    #: The whole item as decoded, or None when the mapper read it straight from its JSON
+    #: bytes (then ``raw_json`` holds it; one of the two is always set).
+    raw_data: dict[str, Any] | None = attrs.field(eq=False, repr=False)
+    #: The item as UTF-8 JSON, ready for the store (encoded or received once per item: the
+    #: size cap and the store both use it), or None to have the store encode ``raw_data``.
     raw_json: bytes | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.raw_data is None and self.raw_json is None:
+            raise ValueError("a ProductDraft needs raw_data or raw_json: the item it came from")
 
 
 @attrs.frozen

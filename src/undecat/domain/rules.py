@@ -129,10 +129,13 @@ _PHOTO_URL = re.compile(
 )
 
 
+_WIDTH = str(PHOTO_WIDTH)
+
+
 def _usable_url(raw: object) -> str | None:
     if not isinstance(raw, str):
         return None
-    url = clean_text(raw).strip().replace("{width}", str(PHOTO_WIDTH))
+    url = clean_text(raw).strip().replace("{width}", _WIDTH)
     return url if _PHOTO_URL.fullmatch(url) else None
 
 

@@ -20,6 +20,12 @@ Decisions (where the source document is silent):
 * An item without one usable photo URL is rejected: no later stage can do anything with it.
 * An item bigger than ``max_item_bytes`` (as compact UTF-8 JSON, default 1 MiB) is rejected.
   That encoding is made once per item and handed to the store in ``ProductDraft.raw_json``.
+* An item that arrives as its own JSON bytes (``msgspec.Raw``: the Apify source splits each
+  page into items without decoding them) is decoded once, by msgspec, straight into the
+  wire classes, and its bytes are what the store writes. Anything that path does not take
+  as it is (a field of the wrong type, a NUL or lone-surrogate escape, an item over the cap
+  as sent) is decoded with ``json`` and goes the way of a decoded item, so its draft or its
+  rejection reason is the same whichever way it came.
 * NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
   them), so one such item never breaks its batch.
 """
@@ -32,6 +38,7 @@ from typing import Any, get_args, get_origin
 
 import attrs
 import cattrs
+import msgspec
 import orjson
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -84,6 +91,42 @@ class _WireItem:
     sizes: Any = None
     detailed_composition: Any = None
     colours: list[_WireColour] | None = None
+
+
+# The same wire shape for items read straight from their JSON bytes. msgspec is strict as
+# the converter is (no coercion; unknown keys ignored); what it refuses goes through the
+# converter, for its error message.
+class _JsonSize(msgspec.Struct, frozen=True):
+    name: str | None = None
+
+
+class _JsonColour(msgspec.Struct, frozen=True):
+    name: str | None = None
+    xmedia: list[Any] = msgspec.field(default_factory=list)
+    sizes: list[_JsonSize] = msgspec.field(default_factory=list)
+
+
+class _JsonItem(
+    msgspec.Struct,
+    frozen=True,
+    rename={"detailed_composition": "detailedComposition", "colours": "colorsSizesImagesJSON"},
+):
+    id: Any = None
+    name: str | None = None
+    description: str | None = None
+    price: Any = None
+    category: str | None = None
+    colors: str | None = None
+    sizes: Any = None
+    detailed_composition: Any = None
+    colours: list[_JsonColour] | None = None
+
+
+_decode_item = msgspec.json.Decoder(_JsonItem).decode
+
+#: Escapes of what PostgreSQL cannot store (NUL, UTF-16 surrogates): such an item is
+#: decoded and cleaned the slow way. (A surrogate pair is a false alarm, and harmless.)
+_UNSTORABLE = (b"\\u0000", b"\\ud", b"\\uD")
 
 
 def _strict_str(value: object, _: type) -> str:
@@ -154,28 +197,47 @@ def _composition(value: Any) -> str | None:
         if not isinstance(part, dict):
             continue
         label = part.get("description")
-        pieces = [_components(part.get("components"))]
-        for area in part.get("areas") or ():
-            if isinstance(area, dict) and (text := _components(area.get("components"))):
-                name = area.get("description")
-                pieces.append(f"{name} {text}" if isinstance(name, str) and name else text)
-        body = ", ".join(p for p in pieces if p)
+        body = _components(part.get("components"))
+        areas = part.get("areas")
+        if isinstance(areas, list):
+            for area in areas:
+                if isinstance(area, dict) and (text := _components(area.get("components"))):
+                    name = area.get("description")
+                    if isinstance(name, str) and name:
+                        text = f"{name} {text}"
+                    body = f"{body}, {text}" if body else text
         if body:
             rendered.append(f"{label}: {body}" if isinstance(label, str) and label else body)
     return rules.clean_text("; ".join(rendered)) or None
 
 
 def _components(value: Any) -> str:
+    """``[{"percentage": "60%", "material": "viscose"}, ...]`` as ``60% viscose, ...``."""
     if not isinstance(value, list):
         return ""
     out = []
     for component in value:
         if isinstance(component, dict):
-            words = [component.get("percentage"), component.get("material")]
-            text = " ".join(str(w).strip() for w in words if isinstance(w, str | int) and w != "")
+            percentage = _word(component.get("percentage"))
+            material = _word(component.get("material"))
+            if percentage is None:
+                text = material or ""
+            elif material is None:
+                text = percentage
+            else:
+                text = f"{percentage} {material}"
             if text:
                 out.append(text)
     return ", ".join(out)
+
+
+def _word(value: object) -> str | None:
+    """A percentage or material as shown: text stripped, a number as written; else None."""
+    if isinstance(value, str):
+        return value.strip() if value else None
+    if isinstance(value, int):
+        return str(value)
+    return None
 
 
 def _encode(value: Any) -> bytes:
@@ -222,6 +284,16 @@ class InditexItemMapper:
 
     def __call__(self, item: Any) -> ProductDraft:
         """Return the draft of one raw item, or raise InvalidItemError with the reason."""
+        if isinstance(item, msgspec.Raw):
+            data = bytes(item)
+            sent = self._read(data)
+            if sent is not None:
+                external_id = rules.external_id(sent.id)
+                try:
+                    return self._draft(sent, external_id, None, data)
+                except InvalidItemError as exc:
+                    raise InvalidItemError(str(exc), product=external_id) from exc
+            item = _loaded(data)
         if isinstance(item, UnreadableItem):
             raise InvalidItemError(item.reason)
         if not isinstance(item, dict):
@@ -238,8 +310,21 @@ class InditexItemMapper:
         except InvalidItemError as exc:
             raise InvalidItemError(str(exc), product=external_id) from exc
 
+    def _read(self, data: bytes) -> _JsonItem | None:
+        """The item decoded into the wire shape, or None if it must go the slow way."""
+        if len(data) > self.max_item_bytes or any(e in data for e in _UNSTORABLE):
+            return None
+        try:
+            return _decode_item(data)
+        except msgspec.DecodeError:  # ValidationError included
+            return None
+
     def _draft(
-        self, wire: _WireItem, external_id: str, raw: dict[str, Any], encoded: bytes
+        self,
+        wire: _WireItem | _JsonItem,
+        external_id: str,
+        raw: dict[str, Any] | None,
+        encoded: bytes,
     ) -> ProductDraft:
         name = (wire.name or "").strip()
         if not name:
@@ -270,6 +355,14 @@ class InditexItemMapper:
             raw_data=raw,
             raw_json=encoded,
         )
+
+
+def _loaded(data: bytes) -> Any:
+    """An item's JSON bytes decoded as apify-client would (the standard library's ``json``)."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:  # msgspec split the page, so this is not expected
+        return UnreadableItem(f"item is not readable JSON: {exc}")
 
 
 def _optional_text(value: str | None) -> str | None:

@@ -10,8 +10,13 @@ and left alone it would overlap next week's scheduled run of the same task. The 
 stored so far are read and kept; the run is reported as RUNNING (what we saw when we gave
 up), so the job logs it failed and delists nothing.
 
-The dataset is read page by page (``iterate_items``, 1000 items a request), so memory holds
-one page, never the dataset. Library errors are translated here: a refused token (401/403)
+The dataset is read page by page (1000 items a request), so memory holds one page, never
+the dataset. Each page comes as bytes (``get_items_as_bytes``) and is split into its items'
+own JSON texts by msgspec without decoding them: the item mapper decodes each item once,
+straight into its wire shape, and the store writes the item's bytes as they came (where
+``iterate_items`` would decode every page into dicts that are then read and encoded again).
+Paging follows ``iterate_items``: the next offset is the items read so far, until a page is
+empty. Library errors are translated here: a refused token (401/403)
 is a :class:`~undecat.errors.RemoteServiceError` with a message that names ``APIFY_TOKEN``
 but never the token; an unknown task (404) is a :class:`~undecat.errors.ConfigError`.
 """
@@ -22,9 +27,9 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import impit
+import msgspec
 import pydantic
 from apify_client import ApifyClient
 from apify_client.errors import (
@@ -72,14 +77,20 @@ class ApifyRun:
     def __repr__(self) -> str:
         return f"ApifyRun(run_id={self.run_id!r}, status={self._status!r})"
 
-    def items(self) -> Iterator[Any]:
-        """Yield the dataset's items, fetched one page at a time."""
+    def items(self) -> Iterator[msgspec.Raw]:
+        """Yield the dataset's items, each as its JSON text, fetched one page at a time."""
         what = f"reading dataset {self.dataset_id} of Apify run {self.run_id}"
-        pages = self._source.client.dataset(self.dataset_id).iterate_items(
-            chunk_size=self._source.page_size
-        )
-        with self._source.translated(what):
-            yield from pages
+        dataset = self._source.client.dataset(self.dataset_id)
+        offset = 0
+        while True:
+            with self._source.translated(what):
+                page = _split(
+                    dataset.get_items_as_bytes(offset=offset, limit=self._source.page_size)
+                )
+            yield from page
+            if not page:
+                return
+            offset += len(page)
 
     def status(self) -> str:
         """Return the run's status: SUCCEEDED, FAILED, TIMED-OUT, ABORTED or RUNNING."""
@@ -200,6 +211,31 @@ class ApifyCatalogSource:
                 f"{what}: Apify sent an answer the client cannot read"
                 f" ({type(exc).__name__}: {message})"
             ) from exc
+
+
+_PAGE = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _split(page: bytes) -> list[msgspec.Raw]:
+    """A page's items, each still as its JSON text; ValueError when the page is not JSON.
+
+    Like apify-client's ``list_items``, a page that is one object is taken as one item.
+    """
+    try:
+        return _PAGE.decode(page)
+    except msgspec.ValidationError:
+        if page.lstrip()[:1] == b"{":
+            return [_one(page)]
+        raise ValueError("a dataset page must be a JSON array of items") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"a dataset page is not JSON: {exc}") from None
+
+
+def _one(page: bytes) -> msgspec.Raw:
+    try:
+        return msgspec.json.decode(page, type=msgspec.Raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"a dataset page is not JSON: {exc}") from None
 
 
 _REASON_LIMIT = 500
