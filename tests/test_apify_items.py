@@ -251,3 +251,7 @@ def test_items_the_fast_path_leaves_go_the_decoded_way() -> None:
         zara(msgspec.Raw(b"[1, 2]"))
     with pytest.raises(InvalidItemError, match="not readable JSON"):
         zara(msgspec.Raw(b'{"id": 1, "name": '))
+    # Bytes that are not UTF-8, in a field the wire shape does not read: refused, not stored.
+    sent = bytes(_sent(zara_item(), ascii_only=True))
+    with pytest.raises(InvalidItemError, match="not readable JSON"):
+        zara(msgspec.Raw(sent.replace(b'"reference": "', b'"reference": "\xff')))

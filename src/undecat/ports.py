@@ -192,7 +192,11 @@ class CatalogRun(Protocol):
     run_id: str | None
 
     def items(self) -> Iterator[Any]:
-        """Yield the raw items (JSON-decoded) page by page, never all at once."""
+        """Yield the raw items page by page, never all at once.
+
+        Each is a decoded JSON value, or the item's own JSON text still undecoded (the Apify
+        source yields ``msgspec.Raw``); the source's item mapper reads either.
+        """
         ...
 
     def status(self) -> str:

@@ -23,9 +23,9 @@ Decisions (where the source document is silent):
 * An item that arrives as its own JSON bytes (``msgspec.Raw``: the Apify source splits each
   page into items without decoding them) is decoded once, by msgspec, straight into the
   wire classes, and its bytes are what the store writes. Anything that path does not take
-  as it is (a field of the wrong type, a NUL or lone-surrogate escape, an item over the cap
-  as sent) is decoded with ``json`` and goes the way of a decoded item, so its draft or its
-  rejection reason is the same whichever way it came.
+  as it is (a field of the wrong type, a NUL or lone-surrogate escape, bytes that are not
+  UTF-8, an item over the cap as sent) is decoded with ``json`` and goes the way of a
+  decoded item, so its draft or its rejection reason is the same whichever way it came.
 * NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
   them), so one such item never breaks its batch.
 """
@@ -314,6 +314,11 @@ class InditexItemMapper:
         """The item decoded into the wire shape, or None if it must go the slow way."""
         if len(data) > self.max_item_bytes or any(e in data for e in _UNSTORABLE):
             return None
+        if not data.isascii():  # msgspec checks the UTF-8 of the fields it reads only
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
         try:
             return _decode_item(data)
         except msgspec.DecodeError:  # ValidationError included

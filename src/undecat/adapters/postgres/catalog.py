@@ -179,7 +179,8 @@ class PostgresCatalogStore:
             cur.execute(_EXISTING, {"keys": keys})
             if cur.fetchone() is not None:
                 return _merge(cur, batch, scraped_at)
-            cur.adapters.register_dumper(_JsonText, _JsonTextDumper)  # this cursor only
+            # For COPY after set_types() only (looked up by oid), and on this cursor only.
+            cur.adapters.register_dumper(None, _JsonTextDumper)
             try:
                 with cur.copy(_COPY_NEW) as copy:
                     copy.set_types(_NEW_TYPES)
@@ -271,18 +272,15 @@ def _new_row(d: ProductDraft, scraped_at: datetime) -> tuple[object, ...]:
     )
 
 
-class _JsonText(bytes):
-    """UTF-8 JSON text bound for a jsonb column (only names :class:`_JsonTextDumper`)."""
-
-
 class _JsonTextDumper(Dumper):
     """jsonb in binary ``COPY`` from JSON bytes as they are: format version 1, then the text.
 
     psycopg's own jsonb dumper takes a :class:`~psycopg.types.json.Jsonb` wrapper per value
     and calls its ``dumps``; the rows here already hold the encoded JSON, so this is the
-    one step left (a third of the row's cost in the writer thread). ``COPY`` picks dumpers
-    by the column types set on it, so registered on a cursor it serves every jsonb column
-    of that cursor's copies; the server still parses and checks the text.
+    one step left (a third of the row's cost in the writer thread). Registered without a
+    Python type, it serves only where psycopg looks dumpers up by type oid -- ``COPY``
+    after ``set_types`` -- on the cursor it is registered on; the server still parses and
+    checks the text.
     """
 
     format = Format.BINARY
