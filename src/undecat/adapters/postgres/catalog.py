@@ -252,24 +252,11 @@ def _merge(
 
 
 def _new_row(d: ProductDraft, scraped_at: datetime) -> tuple[object, ...]:
-    """One draft as a row of ``raw_products``: :func:`_copy_row`'s, with its jsonb columns."""
-    return (
-        d.source,
-        d.external_id,
-        d.brand,
-        d.name,
-        d.description,
-        d.price,
-        d.currency,
-        d.category,
-        d.colour,
-        orjson.dumps(d.sizes),
-        d.composition,
-        orjson.dumps(d.original_image_urls),
-        d.raw_json if d.raw_json is not None else _json(d.raw_data),
-        scraped_at,
-        "pending",
-    )
+    """One draft as a row of ``raw_products``: :func:`_copy_row`'s, stamped and pending.
+
+    Its JSON bytes go to jsonb columns here (see :class:`_JsonTextDumper`).
+    """
+    return (*_copy_row(d), scraped_at, "pending")
 
 
 class _JsonTextDumper(Dumper):
