@@ -1,9 +1,9 @@
 """The Apify JSON boundary: dataset items (datasaurus/zara format) -> :class:`ProductDraft`.
 
-One cattrs converter reads the wire shape into small frozen classes, strictly: a field of
-the wrong JSON type (``colorsSizesImagesJSON`` that is not a list, a name that is a number)
-rejects that item with the path of the offending field, rather than being coerced. The pure
-rules of :mod:`undecat.domain.rules` then turn the wire values into stored values.
+msgspec reads the wire shape into small frozen structs, strictly: a field of the wrong JSON
+type (``colorsSizesImagesJSON`` that is not a list, a name that is a number) rejects that
+item with the path of the offending field, rather than being coerced. The pure rules of
+:mod:`undecat.domain.rules` then turn the wire values into stored values.
 
 The six Inditex brands share this format (until shown otherwise), so every brand gets the
 same mapper; :func:`mapper_for` is the one place a brand-specific mapper would be plugged in.
@@ -21,26 +21,26 @@ Decisions (where the source document is silent):
 * An item bigger than ``max_item_bytes`` (as compact UTF-8 JSON, default 1 MiB) is rejected.
   That encoding is made once per item and handed to the store in ``ProductDraft.raw_json``.
 * An item that arrives as its own JSON bytes (``msgspec.Raw``: the Apify source splits each
-  page into items without decoding them) is decoded once, by msgspec, straight into the
-  wire classes, and its bytes are what the store writes. Anything that path does not take
-  as it is (a field of the wrong type, a NUL or lone-surrogate escape, bytes that are not
-  UTF-8, an item over the cap as sent) is decoded with ``json`` and goes the way of a
-  decoded item, so its draft or its rejection reason is the same whichever way it came.
+  page into items without decoding them) is decoded once, straight into the wire structs,
+  and its bytes are what the store writes. Anything that path does not take as it is (a
+  field of the wrong type, a NUL or lone-surrogate escape, bytes that are not UTF-8, an
+  item over the cap as sent) is decoded with ``json`` and goes the way of a decoded item
+  (``msgspec.convert`` of the cleaned dict), so its draft or its rejection reason is the
+  same whichever way it came.
 * NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
   them), so one such item never breaks its batch.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import attrs
-import cattrs
 import msgspec
 import orjson
-from cattrs.gen import make_dict_structure_fn, override
 
 from undecat.domain import rules
 from undecat.domain.models import BRANDS, ProductDraft, source_for
@@ -68,34 +68,9 @@ class UnreadableItem:
     reason: str
 
 
-@attrs.frozen
-class _WireSize:
-    name: str | None = None
-
-
-@attrs.frozen
-class _WireColour:
-    name: str | None = None
-    xmedia: list[Any] = attrs.Factory(list)
-    sizes: list[_WireSize] = attrs.Factory(list)
-
-
-@attrs.frozen
-class _WireItem:
-    id: Any = None
-    name: str | None = None
-    description: str | None = None
-    price: Any = None
-    category: str | None = None
-    colors: str | None = None
-    sizes: Any = None
-    detailed_composition: Any = None
-    colours: list[_WireColour] | None = None
-
-
-# The same wire shape for items read straight from their JSON bytes. msgspec is strict as
-# the converter is (no coercion; unknown keys ignored); what it refuses goes through the
-# converter, for its error message.
+# The wire shape, read strictly by msgspec: a field of the wrong JSON type is refused with
+# its path (``Expected `array | null`, got `str` - at `$.colorsSizesImagesJSON```), never
+# coerced; keys the mapping does not use are ignored (they stay in raw_data).
 class _JsonSize(msgspec.Struct, frozen=True):
     name: str | None = None
 
@@ -129,58 +104,7 @@ _decode_item = msgspec.json.Decoder(_JsonItem).decode
 _UNSTORABLE = (b"\\u0000", b"\\ud", b"\\uD")
 
 
-def _strict_str(value: object, _: type) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected text, got {type(value).__name__}")
-    return value
-
-
-def _is_list_type(kind: Any) -> bool:
-    return get_origin(kind) is list
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
-    converter.register_structure_hook(str, _strict_str)
-
-    def strict_list(value: object, kind: type) -> list[Any]:
-        # cattrs would iterate a string or a dict into a list; the wire must hold a list.
-        if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {type(value).__name__}")
-        (element,) = get_args(kind)
-        if element is Any:
-            return list(value)
-        return [converter.structure(v, element) for v in value]
-
-    converter.register_structure_hook_func(_is_list_type, strict_list)
-    converter.register_structure_hook(
-        _WireItem,
-        make_dict_structure_fn(
-            _WireItem,
-            converter,
-            detailed_composition=override(rename="detailedComposition"),
-            colours=override(rename="colorsSizesImagesJSON"),
-        ),
-    )
-    return converter
-
-
-_converter = _make_converter()
-
-
-#: attrs field -> the item's own JSON key, for readable error paths.
-_WIRE_KEYS = {
-    "$.colours": "$.colorsSizesImagesJSON",
-    "$.detailed_composition": "$.detailedComposition",
-}
-
-
-def _wire_names(message: str) -> str:
-    """Say ``expected list | None @ $.colorsSizesImagesJSON``, in the item's own terms."""
-    message = message.replace(f"{__name__}._Wire", "")
-    for field, key in _WIRE_KEYS.items():
-        message = message.replace(field, key)
-    return message
+_convert = functools.partial(msgspec.convert, type=_JsonItem, strict=True)
 
 
 def _composition(value: Any) -> str | None:
@@ -301,10 +225,9 @@ class InditexItemMapper:
         raw, encoded = _raw_data(item, self.max_item_bytes)
         external_id = rules.external_id(raw.get("id"))
         try:
-            wire = _converter.structure(raw, _WireItem)
-        except cattrs.BaseValidationError as exc:
-            reasons = "; ".join(_wire_names(m) for m in cattrs.transform_error(exc))
-            raise InvalidItemError(f"malformed item: {reasons}", product=external_id) from exc
+            wire = _convert(raw)
+        except msgspec.ValidationError as exc:
+            raise InvalidItemError(f"malformed item: {exc}", product=external_id) from exc
         try:
             return self._draft(wire, external_id, raw, encoded)
         except InvalidItemError as exc:
@@ -326,7 +249,7 @@ class InditexItemMapper:
 
     def _draft(
         self,
-        wire: _WireItem | _JsonItem,
+        wire: _JsonItem,
         external_id: str,
         raw: dict[str, Any] | None,
         encoded: bytes,
