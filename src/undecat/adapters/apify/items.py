@@ -289,7 +289,7 @@ def _loaded(data: bytes) -> Any:
     """An item's JSON bytes decoded as apify-client would (the standard library's ``json``)."""
     try:
         return json.loads(data)
-    except ValueError as exc:  # msgspec split the page, so this is not expected
+    except ValueError as exc:  # bytes that are not UTF-8 (msgspec split the page as JSON)
         return UnreadableItem(f"item is not readable JSON: {exc}")
 
 

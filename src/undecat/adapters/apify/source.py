@@ -16,9 +16,11 @@ own JSON texts by msgspec without decoding them: the item mapper decodes each it
 straight into its wire shape, and the store writes the item's bytes as they came (where
 ``iterate_items`` would decode every page into dicts that are then read and encoded again).
 Paging follows ``iterate_items``: the next offset is the items read so far, until a page is
-empty. Library errors are translated here: a refused token (401/403)
-is a :class:`~undecat.errors.RemoteServiceError` with a message that names ``APIFY_TOKEN``
-but never the token; an unknown task (404) is a :class:`~undecat.errors.ConfigError`.
+empty; a page that is not JSON is an outage after the items of the pages before it.
+
+Library errors are translated here: a refused token (401/403) is a
+:class:`~undecat.errors.RemoteServiceError` with a message that names ``APIFY_TOKEN`` but
+never the token; an unknown task (404) is a :class:`~undecat.errors.ConfigError`.
 """
 
 from __future__ import annotations
