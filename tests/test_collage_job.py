@@ -68,6 +68,14 @@ def _product(n: int, urls: tuple[str, ...], brand: str = "zara") -> Product:
     )
 
 
+#: A product handed back untouched: still uploaded, unowned, no attempt counted, no error.
+_RELEASED = (ImageStatus.UPLOADED, None, 0, None)
+
+
+def _settled_state(row: Any) -> tuple[object, ...]:
+    return (row.status, row.owner, row.attempts, row.error_message)
+
+
 def _stock(queue: MemoryQueue, store: MemoryStore, n: int, photos: Sequence[bytes]) -> Product:
     """Put a product's originals in the store and the product in the queue."""
     external_id = str(495_000_000 + n)
@@ -220,12 +228,7 @@ def test_object_store_outage_releases_the_batch_and_marks_nothing(
     first, *rest = (queue.rows[p.id] for p in products)
     assert first.status is ImageStatus.COLLAGE_READY
     for row in rest:
-        assert (row.status, row.owner, row.attempts, row.error_message) == (
-            ImageStatus.UPLOADED,
-            None,
-            0,
-            None,
-        )
+        assert _settled_state(row) == _RELEASED
 
 
 def test_outage_on_upload_releases_the_claim(
@@ -479,12 +482,7 @@ def test_two_workers_outage_loses_nothing(
         if row.status is ImageStatus.COLLAGE_READY:
             assert store.objects[collage_key("zara", product.external_id)]
             continue
-        assert (row.status, row.owner, row.attempts, row.error_message) == (
-            ImageStatus.UPLOADED,
-            None,
-            0,
-            None,
-        )
+        assert _settled_state(row) == _RELEASED
 
 
 def test_two_workers_stop_finishes_the_collages_in_hand_and_releases_the_rest(
