@@ -236,6 +236,20 @@ def test_a_clean_item_is_stored_as_the_bytes_it_came_in() -> None:
     assert draft == zara(zara_item())
 
 
+def test_a_composition_is_rendered_once_per_distinct_json() -> None:
+    """Products sharing a composition share its text; one the decoder cannot hold goes slow."""
+    shared = [zara(_sent(zara_item(n), ascii_only=False)) for n in (1, 2)]
+    assert shared[0].composition is shared[1].composition
+    other = zara(_sent(zara_item(detailedComposition="100% linen"), ascii_only=False))
+    assert other.composition == "100% linen"
+    # 1e999 is valid JSON that msgspec will not decode (out of range): the decoded way.
+    text = json.dumps(zara_item()).replace('"100%"', "1e999")
+    assert zara(msgspec.Raw(text.encode())) == zara(json.loads(text))
+    assert zara(msgspec.Raw(text.encode())).composition == (
+        "OUTER SHELL: polyester; LINING: 60% viscose, 40% polyester"
+    )
+
+
 def test_items_the_fast_path_leaves_go_the_decoded_way() -> None:
     """NUL, lone surrogates, a field of the wrong type, over the cap, not an object."""
     dirty = zara(_sent(zara_item(name="Blazer\x00 one", description="bad \ud800"), ascii_only=True))

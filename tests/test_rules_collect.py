@@ -31,6 +31,16 @@ def test_photo_urls_are_capped_ordered_unique_and_absolute(colours: list[list[ob
     assert list(rules.photo_urls(colours)) == expected
 
 
+@given(
+    st.from_regex(r"\A(?:https?|HTTP)://[^/?#]{0,12}(?:[/?#].{0,12})?\Z")
+    | st.text(alphabet="hts:/?#@[]: .ab1\t\x1c\u3000", max_size=30)
+)
+def test_the_quick_url_check_accepts_only_what_the_full_pattern_does(url: str) -> None:
+    """The usual URL is matched by a cheaper pattern first; it must never widen the rule."""
+    if rules._PLAIN_URL.fullmatch(url):
+        assert rules._PHOTO_URL.fullmatch(url)
+
+
 def test_photo_urls_examples() -> None:
     """{width} is filled; javascript:, relative and data: URLs and repeats are dropped."""
     colours = [

@@ -8,6 +8,7 @@ VARCHAR(100)``, ``colour VARCHAR(100)``), so a value that passes never breaks a 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -129,14 +130,20 @@ _PHOTO_URL = re.compile(
 )
 
 
+#: The usual catalog URL (no user, no port, no IPv6 literal), a subset of ``_PHOTO_URL``
+#: that is cheaper to match; anything it refuses is checked against the whole pattern.
+_PLAIN_URL = re.compile(r"https?://[^\s/?#:@\[\]]+(?:[/?#]\S*)?")
+
 _WIDTH = str(PHOTO_WIDTH)
 
 
 def _usable_url(raw: object) -> str | None:
     if not isinstance(raw, str):
         return None
-    url = clean_text(raw).strip().replace("{width}", _WIDTH)
-    return url if _PHOTO_URL.fullmatch(url) else None
+    if not raw.isascii() or "\x00" in raw:  # an ASCII URL without NUL is clean already
+        raw = clean_text(raw)
+    url = raw.strip().replace("{width}", _WIDTH)
+    return url if _PLAIN_URL.fullmatch(url) or _PHOTO_URL.fullmatch(url) else None
 
 
 def photo_urls(colours: Iterable[Sequence[object]]) -> tuple[str, ...]:
@@ -147,19 +154,17 @@ def photo_urls(colours: Iterable[Sequence[object]]) -> tuple[str, ...]:
     colour) is dropped; each colour contributes its first five usable URLs, in order. A
     dropped URL does not use up one of the colour's five places.
     """
-    seen: set[str] = set()
-    urls: list[str] = []
+    urls: dict[str, None] = {}  # an ordered set
     for media in colours:
         taken = 0
         for raw in media:
+            url = _usable_url(raw)
+            if url is None or url in urls:
+                continue
+            urls[url] = None
+            taken += 1
             if taken == PHOTOS_PER_COLOUR:
                 break
-            url = _usable_url(raw)
-            if url is None or url in seen:
-                continue
-            seen.add(url)
-            urls.append(url)
-            taken += 1
     return tuple(urls)
 
 
@@ -170,13 +175,20 @@ def size_list(value: object) -> tuple[str, ...]:
     """
     if value is None:
         return ()
-    parts: Iterable[object]
     if isinstance(value, str):
-        parts = value.split(",")
-    elif isinstance(value, list | tuple):
-        parts = value
-    else:
+        return _size_names(value)
+    if not isinstance(value, list | tuple):
         raise InvalidItemError(f"sizes must be text or a list, got {type(value).__name__}")
+    return _names(value)
+
+
+# A catalog has a few dozen size ranges ("XS, S, M, L"), shared by thousands of products.
+@functools.lru_cache(maxsize=1024)
+def _size_names(value: str) -> tuple[str, ...]:
+    return _names(value.split(","))
+
+
+def _names(parts: Iterable[object]) -> tuple[str, ...]:
     sizes: list[str] = []
     for part in parts:
         if not isinstance(part, str | int) or isinstance(part, bool):

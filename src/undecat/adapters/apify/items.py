@@ -81,11 +81,10 @@ class _JsonColour(msgspec.Struct, frozen=True):
     sizes: list[_JsonSize] = msgspec.field(default_factory=list)
 
 
-class _JsonItem(
-    msgspec.Struct,
-    frozen=True,
-    rename={"detailed_composition": "detailedComposition", "colours": "colorsSizesImagesJSON"},
-):
+_RENAME = {"detailed_composition": "detailedComposition", "colours": "colorsSizesImagesJSON"}
+
+
+class _JsonItem(msgspec.Struct, frozen=True, rename=_RENAME):
     id: Any = None
     name: str | None = None
     description: str | None = None
@@ -97,7 +96,20 @@ class _JsonItem(
     colours: list[_JsonColour] | None = None
 
 
-_decode_item = msgspec.json.Decoder(_JsonItem).decode
+_NULL = msgspec.Raw(b"null")
+
+
+class _SentItem(_JsonItem, frozen=True, rename=_RENAME):
+    """An item read from its JSON bytes: the composition stays as its own bytes.
+
+    Compositions repeat across a catalog (one fabric recipe, many products), so their text
+    is rendered once per distinct JSON (:func:`_sent_composition`), not once per product.
+    """
+
+    detailed_composition: msgspec.Raw = _NULL
+
+
+_decode_item = msgspec.json.Decoder(_SentItem).decode
 
 #: Escapes of what PostgreSQL cannot store (NUL, UTF-16 surrogates): such an item is
 #: decoded and cleaned the slow way. (A surrogate pair is a false alarm, and harmless.)
@@ -133,6 +145,12 @@ def _composition(value: Any) -> str | None:
         if body:
             rendered.append(f"{label}: {body}" if isinstance(label, str) and label else body)
     return rules.clean_text("; ".join(rendered)) or None
+
+
+@functools.lru_cache(maxsize=4096)
+def _sent_composition(data: bytes) -> str | None:
+    """:func:`_composition` of ``detailedComposition`` as sent (its JSON), memoised."""
+    return _composition(msgspec.json.decode(data))
 
 
 def _components(value: Any) -> str:
@@ -210,11 +228,12 @@ class InditexItemMapper:
         """Return the draft of one raw item, or raise InvalidItemError with the reason."""
         if isinstance(item, msgspec.Raw):
             data = bytes(item)
-            sent = self._read(data)
-            if sent is not None:
+            read = self._read(data)
+            if read is not None:
+                sent, composition = read
                 external_id = rules.external_id(sent.id)
                 try:
-                    return self._draft(sent, external_id, None, data)
+                    return self._draft(sent, composition, external_id, None, data)
                 except InvalidItemError as exc:
                     raise InvalidItemError(str(exc), product=external_id) from exc
             item = _loaded(data)
@@ -229,13 +248,16 @@ class InditexItemMapper:
         except msgspec.ValidationError as exc:
             raise InvalidItemError(f"malformed item: {exc}", product=external_id) from exc
         try:
-            return self._draft(wire, external_id, raw, encoded)
+            composition = _composition(wire.detailed_composition)
+            return self._draft(wire, composition, external_id, raw, encoded)
         except InvalidItemError as exc:
             raise InvalidItemError(str(exc), product=external_id) from exc
 
-    def _read(self, data: bytes) -> _JsonItem | None:
-        """The item decoded into the wire shape, or None if it must go the slow way."""
-        if len(data) > self.max_item_bytes or any(e in data for e in _UNSTORABLE):
+    def _read(self, data: bytes) -> tuple[_SentItem, str | None] | None:
+        """The item in the wire shape and its composition's text, or None: the slow way."""
+        if len(data) > self.max_item_bytes:
+            return None
+        if b"\\u" in data and any(e in data for e in _UNSTORABLE):  # one scan if no escape
             return None
         if not data.isascii():  # msgspec checks the UTF-8 of the fields it reads only
             try:
@@ -243,13 +265,17 @@ class InditexItemMapper:
             except UnicodeDecodeError:
                 return None
         try:
-            return _decode_item(data)
+            sent = _decode_item(data)
+            # Decoded here, so that what the decoder refuses in it (a number out of range)
+            # sends the item the slow way too.
+            return sent, _sent_composition(bytes(sent.detailed_composition))
         except msgspec.DecodeError:  # ValidationError included
             return None
 
     def _draft(
         self,
         wire: _JsonItem,
+        composition: str | None,
         external_id: str,
         raw: dict[str, Any] | None,
         encoded: bytes,
@@ -278,7 +304,7 @@ class InditexItemMapper:
             category=_optional_text(wire.category),
             colour=rules.short_text(colour),
             sizes=sizes,
-            composition=_composition(wire.detailed_composition),
+            composition=composition,
             original_image_urls=photos,
             raw_data=raw,
             raw_json=encoded,
