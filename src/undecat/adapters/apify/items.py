@@ -24,9 +24,11 @@ Decisions (where the source document is silent):
   page into items without decoding them) is decoded once, straight into the wire structs,
   and its bytes are what the store writes. Anything that path does not take as it is (a
   field of the wrong type, a NUL or lone-surrogate escape, bytes that are not UTF-8, an
-  item over the cap as sent) is decoded with ``json`` and goes the way of a decoded item
-  (``msgspec.convert`` of the cleaned dict), so its draft or its rejection reason is the
-  same whichever way it came.
+  item over the cap as sent, a number msgspec cannot hold) is decoded with ``json`` and
+  goes the way of a decoded item (``msgspec.convert`` of the cleaned dict), so its draft or
+  its rejection reason is the same whichever way it came.
+* Work that repeats across a catalog is done once per distinct value: the text of a
+  composition (kept as its JSON bytes when read) and the list of a size range.
 * NUL characters and lone surrogates are removed from every string (PostgreSQL cannot store
   them), so one such item never breaks its batch.
 """
